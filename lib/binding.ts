@@ -1,0 +1,167 @@
+// Loads the native addon: a developer build (build/Release) if present, else the prebuilt CPU
+// variant best suited to this processor, else node-gyp-build's match. Internal module.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VideoLlama3Error, fromNativeError } from './errors';
+
+/** Metadata value types the converter writes. */
+export type NativeKvType = 'u32' | 'i32' | 'u64' | 'f32' | 'bool' | 'str' | 'str[]' | 'i32[]' | 'u32[]' | 'f32[]';
+
+export interface NativeKv {
+  key: string;
+  type: NativeKvType;
+  value: number | boolean | string | readonly string[] | readonly number[];
+}
+
+export interface NativeTensorPlan {
+  name: string;
+  /** ggml order: shape[0] is the fastest-varying dimension. */
+  shape: number[];
+  /** ggml type name: f32, f16, bf16, q8_0, q4_K, q6_K, q5_0, ... */
+  type: string;
+  file: string;
+  offset: number;
+  byteLength: number;
+  dtype: 'F32' | 'F16' | 'BF16';
+}
+
+export interface NativeWriteProgress {
+  tensor: string;
+  tensorIndex: number;
+  tensorCount: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface NativeTensorName {
+  gguf: string;
+  hfNative: string;
+  hfOrig: string;
+  file: 'llm' | 'vision';
+  perLayer: boolean;
+  optional: boolean;
+  layout: 'as-is' | 'flatten-conv';
+}
+
+export interface NativeGgufTensorInfo {
+  name: string;
+  type: string;
+  shape: number[];
+  offset: number;
+  byteLength: number;
+}
+
+export type NativeMetaValue = number | boolean | string | string[] | number[] | boolean[];
+
+export interface NativeBinding {
+  buildInfo: {
+    ggml: string;
+    cpuVariant: string;
+    cpuFeatures: string[];
+    devices: { name: string; description: string; type: 'cpu' | 'gpu' | 'other' }[];
+  };
+  names: { tensors: NativeTensorName[]; keys: Record<string, string> };
+  writeGguf(
+    path: string,
+    kvs: NativeKv[],
+    tensors: NativeTensorPlan[],
+    options?: { threads?: number; onProgress?: (p: NativeWriteProgress) => void },
+  ): { promise: Promise<void>; cancel(): void };
+  readGguf(path: string): Promise<{
+    metadata: Record<string, NativeMetaValue>;
+    tensors: NativeGgufTensorInfo[];
+    fileSize: number;
+  }>;
+  readGgufTensor(path: string, name: string): Promise<Float32Array>;
+}
+
+/** Portable CPU variants shipped as prebuilds, best first, with the /proc/cpuinfo flags each needs. */
+const CPU_VARIANTS: readonly { name: string; flags: readonly string[] }[] = [
+  {
+    name: 'amx',
+    flags: ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd', 'avx512vbmi', 'avx512_vnni', 'avx512_bf16',
+      'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16', 'avx2', 'fma', 'f16c', 'bmi2'],
+  },
+  {
+    name: 'avx512',
+    flags: ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd', 'avx512vbmi', 'avx512_vnni', 'avx2', 'fma', 'f16c', 'bmi2'],
+  },
+  { name: 'avx2', flags: ['avx2', 'fma', 'f16c', 'bmi2'] },
+];
+
+const packageRoot = join(__dirname, '..');
+
+function cpuFlags(): Set<string> {
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const line = info.split('\n').find((l) => l.startsWith('flags'));
+    return new Set(line ? line.slice(line.indexOf(':') + 1).trim().split(/\s+/) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+/** The prebuilt variant this CPU can run fastest, or undefined (then node-gyp-build's baseline). */
+export function pickCpuVariant(flags: ReadonlySet<string> = cpuFlags()): string | undefined {
+  return CPU_VARIANTS.find((v) => v.flags.every((f) => flags.has(f)))?.name;
+}
+
+function candidates(): string[] {
+  const out: string[] = [];
+  if (process.env.VL3_ADDON_PATH) out.push(process.env.VL3_ADDON_PATH);
+  if (!process.env.PREBUILDS_ONLY) out.push(join(packageRoot, 'build', 'Release', 'videollama3.node'));
+  if (process.platform === 'linux' && process.arch === 'x64') {
+    const forced = process.env.VL3_CPU_VARIANT;
+    const variant = forced ?? pickCpuVariant();
+    if (variant) out.push(join(packageRoot, 'prebuilds', 'linux-x64', 'variants', `videollama3-node.${variant}.node`));
+  }
+  return out;
+}
+
+let cached: NativeBinding | undefined;
+let loadedFrom: string | undefined;
+
+/** The native addon, loaded on first use. Throws ADDON_NOT_FOUND with what to do. */
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const errors: string[] = [];
+  for (const file of candidates()) {
+    if (!existsSync(file)) continue;
+    try {
+      cached = require(file) as NativeBinding;
+      loadedFrom = file;
+      return cached;
+    } catch (err) {
+      errors.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
+    loadedFrom = nodeGypBuild.resolve(packageRoot);
+    cached = nodeGypBuild(packageRoot) as NativeBinding;
+    return cached;
+  } catch (err) {
+    errors.push((err as Error).message);
+  }
+  throw new VideoLlama3Error(
+    'ADDON_NOT_FOUND',
+    `No usable videollama3 native addon for ${process.platform}-${process.arch} (Node ${process.version}). ` +
+      'Build it from source with `npm rebuild videollama3-node` (needs cmake, a C++17 compiler, git and tar). ' +
+      `Tried: ${errors.join('; ') || 'no candidate files'}`,
+  );
+}
+
+/** Which file the addon was loaded from (after native() succeeded). */
+export function nativePath(): string | undefined {
+  return loadedFrom;
+}
+
+/** Awaits a native promise, converting its coded errors to VideoLlama3Error. */
+export async function call<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+}

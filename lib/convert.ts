@@ -1,0 +1,144 @@
+/**
+ * Converting a Hugging Face VideoLLaMA 3 checkpoint into this library's model folder:
+ * `llm.gguf` (llama.cpp `qwen2`, loads in llama.cpp / node-llama-cpp too) and `vision.gguf`
+ * (vision encoder, projector and preprocessing constants).
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { call, native } from './binding';
+import { readCheckpoint } from './convert/checkpoint';
+import { llmMetadata, visionMetadata } from './convert/metadata';
+import { planTensors, type ConvertType } from './convert/plan';
+import { VideoLlama3Error } from './errors';
+import { checkKnownKeys, choiceOption, intOption, signalOption, stringOption } from './validate';
+
+export type { ConvertType } from './convert/plan';
+
+/** File names inside a converted model folder. */
+export const MODEL_FILES = { llm: 'llm.gguf', vision: 'vision.gguf' } as const;
+
+/** Output types accepted by {@link convertModel}. */
+export const CONVERT_TYPES: readonly ConvertType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_k_m'];
+
+/** Progress of a conversion, reported at most every 100 ms per file. */
+export interface ConvertProgress {
+  /** Which output file is being written. */
+  file: 'vision' | 'llm';
+  /** GGUF name of the tensor being written. */
+  tensor: string;
+  /** Checkpoint bytes read so far, over both files. */
+  bytesDone: number;
+  /** Checkpoint bytes to read in all. */
+  bytesTotal: number;
+}
+
+/** Options of {@link convertModel}. */
+export interface ConvertOptions {
+  /** Hugging Face checkpoint folder (config.json, safetensors, tokenizer files). */
+  input: string;
+  /** Output folder; created if missing. */
+  output: string;
+  /** Stored type of the weights (default `'f16'`). Norms and biases always stay f32. */
+  type?: ConvertType;
+  /** Replace an existing converted model in `output` (default false). */
+  overwrite?: boolean;
+  /** Threads used for quantization (default: all cores). */
+  threads?: number;
+  /** Called as the conversion advances. */
+  onProgress?: (progress: ConvertProgress) => void;
+  /** Cancels the conversion; nothing is left in `output`. */
+  signal?: AbortSignal;
+}
+
+/** What {@link convertModel} wrote. */
+export interface ConvertResult {
+  /** Absolute path of the language-model GGUF. */
+  llm: string;
+  /** Absolute path of the vision GGUF. */
+  vision: string;
+  /** Which checkpoint layout was read. */
+  layout: 'video_llama_3' | 'videollama3_qwen2';
+  /** Number of tensors written to each file. */
+  tensorCount: { llm: number; vision: number };
+}
+
+const KNOWN = ['input', 'output', 'type', 'overwrite', 'threads', 'onProgress', 'signal'] as const;
+
+/**
+ * Converts a checkpoint (transformers `video_llama_3` or DAMO-NLP-SG `videollama3_qwen2`
+ * layout, single or sharded safetensors, bf16/f16/f32) to `llm.gguf` + `vision.gguf`.
+ * Streams tensor by tensor, so memory stays small whatever the model size. Both files appear
+ * only when both are complete; on failure or abort nothing is left behind.
+ *
+ * @throws VideoLlama3Error INVALID_MODEL / UNSUPPORTED_MODEL naming the file and tensor at fault.
+ */
+export async function convertModel(options: ConvertOptions): Promise<ConvertResult> {
+  if (typeof options !== 'object' || options === null) {
+    throw new VideoLlama3Error('INVALID_ARGUMENT', 'convertModel expects an options object { input, output, ... }');
+  }
+  checkKnownKeys('convertModel', options, KNOWN);
+  const input = resolve(stringOption('input', options.input));
+  const output = resolve(stringOption('output', options.output));
+  const type = choiceOption('type', options.type, CONVERT_TYPES, 'f16');
+  const threads = intOption('threads', options.threads, 1, 1024, availableParallelism());
+  const signal = signalOption('signal', options.signal);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw new VideoLlama3Error('INVALID_ARGUMENT', 'Expected function for onProgress');
+  }
+  signal?.throwIfAborted();
+
+  const llmPath = join(output, MODEL_FILES.llm);
+  const visionPath = join(output, MODEL_FILES.vision);
+  if (!options.overwrite && (existsSync(llmPath) || existsSync(visionPath))) {
+    throw new VideoLlama3Error(
+      'INVALID_ARGUMENT',
+      `${output} already holds a converted model; pass overwrite: true (--overwrite) to replace it`,
+    );
+  }
+  const binding = native();
+  const ck = readCheckpoint(input);
+  const plans = planTensors(ck, binding.names.tensors, type);
+  const kvs = {
+    vision: visionMetadata(ck, binding.names.keys, type),
+    llm: llmMetadata(ck, binding.names.keys, type),
+  };
+  const total = [...plans.vision, ...plans.llm].reduce((s, t) => s + t.byteLength, 0);
+
+  mkdirSync(output, { recursive: true });
+  const staging = mkdtempSync(join(output, '.converting-'));
+  try {
+    let before = 0;
+    for (const file of ['vision', 'llm'] as const) {
+      const job = binding.writeGguf(join(staging, MODEL_FILES[file]), kvs[file], plans[file], {
+        threads,
+        onProgress: options.onProgress
+          ? (p) => options.onProgress?.({ file, tensor: p.tensor, bytesDone: before + p.bytesDone, bytesTotal: total })
+          : undefined,
+      });
+      const onAbort = (): void => job.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        await call(job.promise);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        throw err;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+      signal?.throwIfAborted();
+      before += plans[file].reduce((s, t) => s + t.byteLength, 0);
+    }
+    renameSync(join(staging, MODEL_FILES.vision), visionPath);
+    renameSync(join(staging, MODEL_FILES.llm), llmPath);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+    if (readdirSync(output).length === 0) rmSync(output, { recursive: true, force: true });
+  }
+  return {
+    llm: llmPath,
+    vision: visionPath,
+    layout: ck.layout,
+    tensorCount: { llm: plans.llm.length, vision: plans.vision.length },
+  };
+}

@@ -1,0 +1,62 @@
+// Option validation with messages that say what was expected and what was received.
+import { VideoLlama3Error } from './errors';
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) {
+    return String(value);
+  }
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}
+
+/** Throws INVALID_ARGUMENT: `Expected <what> for <name> but received <value>`. */
+export function invalid(name: string, what: string, value: unknown): never {
+  throw new VideoLlama3Error('INVALID_ARGUMENT', `Expected ${what} for ${name} but received ${describe(value)}`);
+}
+
+/** An integer in [min, max]; `undefined` gives `fallback`. */
+export function intOption(name: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    invalid(name, `integer between ${min} and ${max}`, value);
+  }
+  return value;
+}
+
+/** One of `choices`; `undefined` gives `fallback`. */
+export function choiceOption<T extends string>(name: string, value: unknown, choices: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
+    invalid(name, `one of ${choices.map((c) => `'${c}'`).join(', ')}`, value);
+  }
+  return value as T;
+}
+
+/** A non-empty string. */
+export function stringOption(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) invalid(name, 'non-empty string', value);
+  return value;
+}
+
+/** Rejects keys of `options` not in `known` (catches misspelled options). */
+export function checkKnownKeys(where: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      const hint = known.find((k) => k.toLowerCase() === key.toLowerCase());
+      throw new VideoLlama3Error(
+        'INVALID_ARGUMENT',
+        `Unknown option '${key}' for ${where}${hint ? ` (did you mean '${hint}'?)` : ''}; known options: ${known.join(', ')}`,
+      );
+    }
+  }
+}
+
+/** An AbortSignal or undefined. */
+export function signalOption(name: string, value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || typeof (value as AbortSignal).aborted !== 'boolean') {
+    invalid(name, 'AbortSignal', value);
+  }
+  return value as AbortSignal;
+}

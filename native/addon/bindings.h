@@ -1,0 +1,11 @@
+// Registration entry points of the addon's binding files (one per native component).
+#pragma once
+
+#include <napi.h>
+
+namespace vl3::addon {
+
+void RegisterConvert(Napi::Env env, Napi::Object exports);
+void RegisterGguf(Napi::Env env, Napi::Object exports);
+
+}  // namespace vl3::addon

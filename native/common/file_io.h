@@ -1,0 +1,49 @@
+// Minimal 64-bit-safe file access used by the converter and the GGUF reader.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace vl3 {
+
+/** A read-only file with positioned reads; every failure throws vl3::Error naming the file. */
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+  /** Reads exactly n bytes at offset; `what` names the data in the error message. */
+  void read_at(uint64_t offset, void* dst, uint64_t n, const std::string& what);
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+/** A file written under a temporary name and renamed into place by commit(); removed otherwise. */
+class AtomicOutputFile {
+ public:
+  explicit AtomicOutputFile(const std::string& path);
+  ~AtomicOutputFile();
+  AtomicOutputFile(const AtomicOutputFile&) = delete;
+  AtomicOutputFile& operator=(const AtomicOutputFile&) = delete;
+
+  void write(const void* data, uint64_t n);
+  void write_zeros(uint64_t n);
+  uint64_t position() const { return pos_; }
+  void commit();
+
+ private:
+  std::string path_;
+  std::string tmp_path_;
+  std::FILE* f_ = nullptr;
+  uint64_t pos_ = 0;
+};
+
+}  // namespace vl3
