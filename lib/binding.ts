@@ -73,6 +73,10 @@ export interface NativeBinding {
     fileSize: number;
   }>;
   readGgufTensor(path: string, name: string): Promise<Float32Array>;
+  benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{
+    secondsPerRep: number;
+    gflops: number;
+  }>;
 }
 
 /** Portable CPU variants shipped as prebuilds, best first, with the /proc/cpuinfo flags each needs. */

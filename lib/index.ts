@@ -10,3 +10,4 @@ export {
 } from './convert';
 export { readGgufInfo, readGgufTensor, type GgufInfo, type GgufTensorInfo, type GgufValue } from './gguf';
 export { systemInfo, type SystemInfo } from './system';
+export { benchmarkMatmul, type MatmulBenchmarkOptions, type MatmulBenchmarkResult } from './bench';

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `videollama3` command. Each subcommand parses its flags with node:util parseArgs.
 import { parseArgs } from 'node:util';
+import { benchmarkMatmul } from '../bench';
 import { CONVERT_TYPES, convertModel, type ConvertType } from '../convert';
 import { VideoLlama3Error } from '../errors';
 import { readGgufInfo } from '../gguf';
@@ -19,6 +20,8 @@ Commands:
   inspect <file.gguf>          Print a GGUF file's metadata and tensor table as JSON
       --arrays                 include long arrays (vocabulary, merges) in full
   info                         Print the native addon's build and device facts as JSON
+  bench-matmul                 Time one ggml matrix multiply; prints JSON
+      --type <t> --m <n> --n <n> --k <n> --threads <n> --reps <n>
 
 Options:
   -h, --help                   Show this help
@@ -102,6 +105,20 @@ async function main(): Promise<void> {
       return convert(rest);
     case 'inspect':
       return inspect(rest);
+    case 'bench-matmul': {
+      const { values } = parseArgs({
+        args: rest,
+        options: Object.fromEntries(['type', 'm', 'n', 'k', 'threads', 'reps'].map((k) => [k, { type: 'string' as const }])),
+      });
+      const num = (v: string | boolean | undefined): number | undefined => (typeof v === 'string' ? Number(v) : undefined);
+      const r = await benchmarkMatmul({
+        type: typeof values.type === 'string' ? values.type : undefined,
+        m: num(values.m), n: num(values.n), k: num(values.k), threads: num(values.threads), reps: num(values.reps),
+      });
+      const info = systemInfo();
+      process.stdout.write(`${JSON.stringify({ ...values, ...r, cpuVariant: info.cpuVariant, addon: info.addonPath })}\n`);
+      return;
+    }
     case 'info':
       process.stdout.write(`${JSON.stringify(systemInfo(), null, 2)}\n`);
       return;

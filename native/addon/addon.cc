@@ -89,6 +89,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("names", NamesTable(env));
   RegisterConvert(env, exports);
   RegisterGguf(env, exports);
+  RegisterBench(env, exports);
   return exports;
 }
 

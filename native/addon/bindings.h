@@ -7,5 +7,6 @@ namespace vl3::addon {
 
 void RegisterConvert(Napi::Env env, Napi::Object exports);
 void RegisterGguf(Napi::Env env, Napi::Object exports);
+void RegisterBench(Napi::Env env, Napi::Object exports);
 
 }  // namespace vl3::addon

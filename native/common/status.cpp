@@ -17,6 +17,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::UnsupportedModel: return "UNSUPPORTED_MODEL";
     case ErrorCode::Io: return "IO_ERROR";
     case ErrorCode::Aborted: return "ABORTED";
+    case ErrorCode::OutOfMemory: return "OUT_OF_MEMORY";
     case ErrorCode::Internal: return "INTERNAL";
   }
   return "INTERNAL";

@@ -14,6 +14,7 @@ enum class ErrorCode {
   UnsupportedModel,  // a well-formed model of an architecture we do not implement
   Io,                // the operating system refused a read or write
   Aborted,           // the caller cancelled the work
+  OutOfMemory,       // an allocation failed
   Internal,          // a bug in this library
 };
 

@@ -1,0 +1,41 @@
+/** Micro-benchmarks of the loaded native build (used by `videollama3 bench-matmul` and BENCHMARKS.md). */
+import { call, native } from './binding';
+import { checkKnownKeys, intOption, stringOption } from './validate';
+
+/** Options of {@link benchmarkMatmul}. */
+export interface MatmulBenchmarkOptions {
+  /** ggml weight type: `f32`, `f16`, `bf16`, `q8_0`, `q4_K`, ... (default `q8_0`). */
+  type?: string;
+  /** Rows of the activation matrix (tokens; 1 = decode-like, 512 = prefill-like). Default 1. */
+  m?: number;
+  /** Output features (weight rows). Default 4096. */
+  n?: number;
+  /** Input features (weight row length). Default 4096. */
+  k?: number;
+  /** CPU threads. Default 1. */
+  threads?: number;
+  /** Timed repetitions after one warm-up; the best is reported. Default 5. */
+  reps?: number;
+}
+
+/** Result of {@link benchmarkMatmul}. */
+export interface MatmulBenchmarkResult {
+  /** Best wall time of one multiply, in seconds. */
+  secondsPerRep: number;
+  /** 2·m·n·k / secondsPerRep, in GFLOP/s. */
+  gflops: number;
+}
+
+/** Times one ggml matrix multiply on the CPU backend of the loaded build. */
+export async function benchmarkMatmul(options: MatmulBenchmarkOptions = {}): Promise<MatmulBenchmarkResult> {
+  checkKnownKeys('benchmarkMatmul', options, ['type', 'm', 'n', 'k', 'threads', 'reps']);
+  const opts = {
+    type: options.type === undefined ? 'q8_0' : stringOption('type', options.type),
+    m: intOption('m', options.m, 1, 65536, 1),
+    n: intOption('n', options.n, 1, 65536, 4096),
+    k: intOption('k', options.k, 1, 65536, 4096),
+    threads: intOption('threads', options.threads, 1, 512, 1),
+    reps: intOption('reps', options.reps, 1, 1000, 5),
+  };
+  return call(native().benchMatmul(opts));
+}

@@ -1,0 +1,20 @@
+// A ggml-cpu matrix-multiply micro-benchmark: how fast this build's CPU backend runs the
+// weight types the models use. Compares CPU variants (portable prebuilds vs native builds).
+#pragma once
+
+#include <string>
+
+namespace vl3::bench {
+
+struct MatmulResult {
+  double seconds_per_rep;
+  double gflops;
+};
+
+/**
+ * Times Y[m,n] = X[m,k] · W[n,k]^T with W stored as `type` (f32, f16, bf16, q8_0, q4_K...)
+ * and X f32, on the ggml CPU backend with `threads` threads; best of `reps` after a warm-up.
+ */
+MatmulResult run_matmul(const std::string& type, int m, int n, int k, int threads, int reps);
+
+}  // namespace vl3::bench
