@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 300_000,
     pool: 'forks',
+    // One file at a time: ggml threads busy-wait on 2 cores, and the package test swaps build/Release.
+    fileParallelism: false,
   },
 });

@@ -110,13 +110,32 @@ export function pickCpuVariant(flags: ReadonlySet<string> = cpuFlags()): string 
   return CPU_VARIANTS.find((v) => v.flags.every((f) => flags.has(f)))?.name;
 }
 
+/**
+ * The variant to load: `forced` (VL3_CPU_VARIANT) when this CPU can run it, else the best one.
+ * Loading a variant the CPU cannot run would kill the process with SIGILL, so a forced variant
+ * is checked too; `baseline` selects node-gyp-build's portable binary.
+ */
+export function chooseVariant(forced: string | undefined, flags: ReadonlySet<string>): string | undefined {
+  if (forced === 'baseline' || forced === 'sse42') return undefined;
+  if (forced) {
+    const v = CPU_VARIANTS.find((x) => x.name === forced);
+    if (v && v.flags.every((f) => flags.has(f))) return v.name;
+    process.emitWarning(
+      v
+        ? `VL3_CPU_VARIANT=${forced} needs CPU features this processor lacks (${v.flags.filter((f) => !flags.has(f)).join(', ')}); using the best supported variant`
+        : `VL3_CPU_VARIANT=${forced} is not one of baseline, ${CPU_VARIANTS.map((x) => x.name).join(', ')}; ignoring it`,
+      'VideoLlama3Warning',
+    );
+  }
+  return pickCpuVariant(flags);
+}
+
 function candidates(): string[] {
   const out: string[] = [];
   if (process.env.VL3_ADDON_PATH) out.push(process.env.VL3_ADDON_PATH);
   if (!process.env.PREBUILDS_ONLY) out.push(join(packageRoot, 'build', 'Release', 'videollama3.node'));
   if (process.platform === 'linux' && process.arch === 'x64') {
-    const forced = process.env.VL3_CPU_VARIANT;
-    const variant = forced ?? pickCpuVariant();
+    const variant = chooseVariant(process.env.VL3_CPU_VARIANT, cpuFlags());
     if (variant) out.push(join(packageRoot, 'prebuilds', 'linux-x64', 'variants', `videollama3-node.${variant}.node`));
   }
   return out;

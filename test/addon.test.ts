@@ -1,6 +1,6 @@
 // The native addon loads, reports how it was built, and exports the one GGUF name table.
 import { describe, expect, it } from 'vitest';
-import { native, pickCpuVariant } from '../lib/binding';
+import { chooseVariant, native, pickCpuVariant } from '../lib/binding';
 import { systemInfo } from '../lib/index';
 
 describe('native addon', () => {
@@ -35,6 +35,21 @@ describe('native addon', () => {
     expect(pickCpuVariant(new Set(base))).toBe('avx2');
     expect(pickCpuVariant(new Set(avx512))).toBe('avx512');
     expect(pickCpuVariant(new Set([...avx512, 'avx512_bf16', 'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16']))).toBe('amx');
+  });
+
+  it('never honours a forced variant the CPU cannot run (that would be SIGILL)', () => {
+    const base = new Set(['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'bmi2']);
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      expect(chooseVariant('amx', base)).toBe('avx2');
+      expect(chooseVariant('avx2', base)).toBe('avx2');
+      expect(chooseVariant('baseline', base)).toBeUndefined();
+      expect(chooseVariant('bogus', base)).toBe('avx2');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('rejects wrong argument types with a coded error instead of crashing', async () => {
