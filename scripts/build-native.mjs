@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the addon from source: pinned ggml (scripts/fetch-ggml.mjs) + native/ through cmake-js.
-// Usage: node scripts/build-native.mjs [--variant native|sse42|avx2|avx512|amx] [--cuda]
-//                                      [--debug] [--out <dir>] [-- <extra cmake-js args>]
+// Usage: node scripts/build-native.mjs [--variant native|portable|sse42|avx2|avx512|amx] [--cuda]
+//          [--debug] [--out <dir>] [--build-dir <cmake build dir>] [-- <extra cmake-js args>]
 // Env: VL3_CPU_VARIANT, VL3_CUDA=1, VL3_CMAKE_ARGS (space-separated, e.g. "--CDCMAKE_CUDA_ARCHITECTURES=80;90").
 // Output: <out>/videollama3.node (default build/Release). cmake-js works in build-cmake/<variant>
 // because `node-gyp rebuild` wipes build/, and a separate tree keeps rebuilds incremental.
@@ -26,7 +26,7 @@ const cuda = args.includes('--cuda') || process.env.VL3_CUDA === '1';
 const debug = args.includes('--debug');
 const outDir = resolve(root, opt('--out') ?? join('build', debug ? 'Debug' : 'Release'));
 const config = debug ? 'Debug' : 'Release';
-const workDir = join(root, 'build-cmake', `${variant}${cuda ? '-cuda' : ''}${debug ? '-debug' : ''}`);
+const workDir = resolve(root, opt('--build-dir') ?? join('build-cmake', `${variant}${cuda ? '-cuda' : ''}${debug ? '-debug' : ''}`));
 
 fetchGgml();
 

@@ -1,5 +1,5 @@
 // The native addon loads, reports how it was built, and exports the one GGUF name table.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { chooseVariant, native, pickCpuVariant } from '../lib/binding';
 import { systemInfo } from '../lib/index';
 
@@ -39,16 +39,18 @@ describe('native addon', () => {
 
   it('never honours a forced variant the CPU cannot run (that would be SIGILL)', () => {
     const base = new Set(['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'bmi2']);
-    const warnings: string[] = [];
-    const onWarning = (w: Error): void => void warnings.push(w.message);
-    process.on('warning', onWarning);
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     try {
       expect(chooseVariant('amx', base)).toBe('avx2');
       expect(chooseVariant('avx2', base)).toBe('avx2');
       expect(chooseVariant('baseline', base)).toBeUndefined();
       expect(chooseVariant('bogus', base)).toBe('avx2');
+      expect(warn.mock.calls.map((c) => String(c[0]))).toEqual([
+        expect.stringContaining('VL3_CPU_VARIANT=amx needs CPU features this processor lacks'),
+        expect.stringContaining('VL3_CPU_VARIANT=bogus is not one of'),
+      ]);
     } finally {
-      process.off('warning', onWarning);
+      warn.mockRestore();
     }
   });
 

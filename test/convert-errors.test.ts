@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { convertModel, readGgufInfo, readGgufTensor, VideoLlama3Error } from '../lib/index';
-import { makeTinyCheckpoint, writeSafetensors } from './helpers/checkpoint';
+import { makeTinyCheckpoint, writeSafetensors, type TinyCheckpoint } from './helpers/checkpoint';
 
 const work = mkdtempSync(join(tmpdir(), 'vl3-convert-err-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -41,7 +41,7 @@ function rewriteConfig(dir: string, edit: (c: Record<string, any>) => void): voi
 /** Rewrites model.safetensors with `edit` applied to the tensor list. */
 function rewriteTensors(
   dir: string,
-  ck: ReturnType<typeof makeTinyCheckpoint>['ck'],
+  ck: TinyCheckpoint,
   edit: (list: { name: string; dtype: string; shape: number[]; data: Buffer }[]) => void,
 ): void {
   const list = [...ck.tensors].map(([name, t]) => ({
