@@ -53,7 +53,81 @@ export interface NativeGgufTensorInfo {
 
 export type NativeMetaValue = number | boolean | string | string[] | number[] | boolean[];
 
+/** Tensor of named intermediate stages, row-major `[rows, cols]`. */
+export interface NativeStage {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+export interface NativeModelInfo {
+  llm: { vocabSize: number; hiddenSize: number; layers: number; heads: number; kvHeads: number; trainContextSize: number };
+  vision: { hiddenSize: number; layers: number; heads: number; patchSize: number };
+  preprocess: {
+    mean: number[];
+    std: number[];
+    imageMinPixels: number;
+    imageMaxPixels: number;
+    imageMergeSize: number;
+    videoMinPixels: number;
+    videoMaxPixels: number;
+    videoMergeSize: number;
+    fps: number;
+    minFrames: number;
+    maxFrames: number;
+    pruneThreshold: number;
+    useTokenCompression: boolean;
+  };
+  imageTokenId: number;
+  videoTokenId: number;
+  eosIds: number[];
+  chatTemplate: string;
+  weightBytes: number;
+}
+
+/** An opaque flag a running native job polls; raised by `raiseAbort`. */
+export type NativeAbortHandle = { readonly __brand: 'abort-handle' };
+
+export interface NativeSession {
+  evaluate(
+    segments: ({ ids: Int32Array | number[] } | { embeddings: Float32Array; rows: number })[],
+    options?: { allLogits?: boolean },
+  ): Promise<Float32Array | undefined>;
+  step(params: {
+    temperature: number;
+    topK: number;
+    topP: number;
+    minP: number;
+    repetitionPenalty: number;
+    seed: number;
+    topLogprobs: number;
+    stopIds: number[];
+  }): Promise<{ id: number; top: { id: number; logprob: number }[] }>;
+  abort(): void;
+  readonly position: number;
+  readonly contextSize: number;
+  readonly cacheBytes: number;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  tokenize(text: string, parseSpecial: boolean): Int32Array;
+  detokenize(ids: Int32Array | number[]): Buffer;
+  encodeImage(
+    pixels: Float32Array,
+    gridH: number,
+    gridW: number,
+    merge: number,
+    options?: { stages?: boolean; abortHandle?: NativeAbortHandle },
+  ): Promise<{ embeddings: Float32Array; rows: number; cols: number; stages?: Record<string, NativeStage> }>;
+  createSession(contextSize: number): NativeSession;
+  dispose(): void;
+}
+
 export interface NativeBinding {
+  loadModel(llmPath: string, visionPath: string, options?: { threads?: number }): Promise<NativeModel>;
+  createAbortHandle(): NativeAbortHandle;
+  raiseAbort(handle: NativeAbortHandle): void;
   buildInfo: {
     ggml: string;
     cpuVariant: string;
@@ -73,6 +147,27 @@ export interface NativeBinding {
     fileSize: number;
   }>;
   readGgufTensor(path: string, name: string): Promise<Float32Array>;
+  /** The Qwen2 byte-level BPE tokenizer of an llm.gguf, alone (native/model/tokenizer.h). */
+  loadTokenizer(path: string): Promise<{
+    /** Token ids of NFC text; with parseSpecial, added-token texts (`<|im_end|>`) become their ids. */
+    encode(text: string, parseSpecial: boolean): Int32Array;
+    /** Raw bytes of the tokens (UTF-8 once the ids end on a character boundary). */
+    decode(ids: Int32Array | number[]): Buffer;
+    readonly vocabSize: number;
+    /** Id of a vocabulary entry (byte-level text, e.g. `Ġworld`); -1 if absent. */
+    tokenId(text: string): number;
+  }>;
+  /** Smart-resize + Pillow-exact bicubic resize + normalize + patchify of decoded RGB (native/media/image.h). */
+  preprocessImage(
+    rgb: Uint8Array,
+    width: number,
+    height: number,
+    opts: { patchSize: number; mergeSize: number; minPixels: number; maxPixels: number; mean: number[]; std: number[] },
+  ): Promise<{ pixels: Float32Array; gridH: number; gridW: number; resizedWidth: number; resizedHeight: number }>;
+  /** Pillow `Image.resize((outWidth, outHeight), BICUBIC)` of RGB bytes, bit-exact (tests). */
+  resizeBicubic(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Buffer;
+  /** Target size of the image resize (spec §5.2: transformers' smart_resize, bit-exact); throws on aspect > 200. */
+  smartResize(height: number, width: number, factor: number, minPixels: number, maxPixels: number): { height: number; width: number };
   benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{
     secondsPerRep: number;
     gflops: number;

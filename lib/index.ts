@@ -11,3 +11,21 @@ export {
 export { readGgufInfo, readGgufTensor, type GgufInfo, type GgufTensorInfo, type GgufValue } from './gguf';
 export { systemInfo, type SystemInfo } from './system';
 export { benchmarkMatmul, type MatmulBenchmarkOptions, type MatmulBenchmarkResult } from './bench';
+export {
+  loadModel,
+  Model,
+  type EncodeOptions,
+  type GenerateOptions,
+  type LoadModelOptions,
+  type ModelInfo,
+} from './model';
+export {
+  Generation,
+  type FinishReason,
+  type GenerationResult,
+  type TokenLogprob,
+  type Timings,
+  type Usage,
+} from './generation';
+export { VisionTokens, type VisionSource } from './vision-tokens';
+export type { ChatMessage, ContentPart, ImageInput, Prompt, RawImage } from './prompt';

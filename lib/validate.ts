@@ -39,11 +39,26 @@ export function stringOption(name: string, value: unknown): string {
   return value;
 }
 
-/** Rejects keys of `options` not in `known` (catches misspelled options). */
+/** Edit distance (insertions, deletions, substitutions), case-insensitive. */
+function distance(a: string, b: string): number {
+  a = a.toLowerCase();
+  b = b.toLowerCase();
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** Rejects keys of `options` not in `known` (catches misspelled options, suggesting the closest). */
 export function checkKnownKeys(where: string, options: object, known: readonly string[]): void {
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      const hint = known.find((k) => k.toLowerCase() === key.toLowerCase());
+      const hint = known.find((k) => distance(k, key) <= Math.max(1, Math.floor(k.length / 4)));
       throw new VideoLlama3Error(
         'INVALID_ARGUMENT',
         `Unknown option '${key}' for ${where}${hint ? ` (did you mean '${hint}'?)` : ''}; known options: ${known.join(', ')}`,

@@ -5,6 +5,9 @@ import { benchmarkMatmul } from '../bench';
 import { CONVERT_TYPES, convertModel, type ConvertType } from '../convert';
 import { VideoLlama3Error } from '../errors';
 import { readGgufInfo } from '../gguf';
+import { loadModel } from '../model';
+import type { Prompt } from '../prompt';
+import { writeNpy } from './npy';
 import { systemInfo } from '../system';
 import { ProgressBar } from './progress';
 
@@ -17,6 +20,19 @@ Commands:
       --type <t>               ${CONVERT_TYPES.join(' | ')} (default f16)
       --threads <n>            quantization threads (default: all cores)
       --overwrite              replace an existing converted model in <out-dir>
+  generate --model <dir> --prompt <text> [--image <path>]...
+                               Stream a reply to stdout
+      --system <text>          system message
+      --max-tokens <n>         most tokens to generate (default 512)
+      --temperature <t>        0 = greedy (default)
+      --top-k <k> --top-p <p> --min-p <p> --repeat-penalty <r> --seed <s>
+      --top-logprobs <k>       with --json: k most likely tokens per step
+      --threads <n> --context-size <n>
+      --json                   print one JSON object instead of streaming text
+  encode --model <dir> --image <path> --out <file.npy>
+                               Write the projected vision tokens of an image
+  bench --model <dir> [--image <path>] [--prompt <text>] [--max-tokens <n>]
+                               Per-stage times, tokens/s and peak RSS as JSON
   inspect <file.gguf>          Print a GGUF file's metadata and tensor table as JSON
       --arrays                 include long arrays (vocabulary, merges) in full
   info                         Print the native addon's build and device facts as JSON
@@ -71,6 +87,105 @@ async function convert(argv: string[]): Promise<void> {
   );
 }
 
+const MODEL_FLAGS = {
+  model: { type: 'string' },
+  image: { type: 'string', multiple: true },
+  prompt: { type: 'string' },
+  system: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'min-p': { type: 'string' },
+  'repeat-penalty': { type: 'string' },
+  seed: { type: 'string' },
+  'top-logprobs': { type: 'string' },
+  threads: { type: 'string' },
+  'context-size': { type: 'string' },
+  out: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+function numeric(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) fail(`--${flag} expects a number, got '${v}'`);
+  return n;
+}
+
+async function withModel(argv: string[]) {
+  const { values } = parseArgs({ args: argv, options: MODEL_FLAGS, allowPositionals: false });
+  if (!values.model) fail('--model <dir> is required (a folder made by `videollama3 convert`)');
+  const model = await loadModel({
+    model: values.model,
+    threads: numeric(values.threads, 'threads'),
+    contextSize: numeric(values['context-size'], 'context-size'),
+  });
+  return { values, model };
+}
+
+function promptOf(values: { prompt?: string; image?: string[]; system?: string }): Prompt {
+  if (values.prompt === undefined) fail('--prompt <text> is required');
+  return { text: values.prompt, images: values.image ?? [], ...(values.system !== undefined ? { system: values.system } : {}) };
+}
+
+async function generate(argv: string[]): Promise<void> {
+  const { values, model } = await withModel(argv);
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort(new VideoLlama3Error('ABORTED', 'Interrupted')));
+  const gen = model.generate(promptOf(values), {
+    maxTokens: numeric(values['max-tokens'], 'max-tokens'),
+    temperature: numeric(values.temperature, 'temperature'),
+    topK: numeric(values['top-k'], 'top-k'),
+    topP: numeric(values['top-p'], 'top-p'),
+    minP: numeric(values['min-p'], 'min-p'),
+    repetitionPenalty: numeric(values['repeat-penalty'], 'repeat-penalty'),
+    seed: numeric(values.seed, 'seed'),
+    topLogprobs: numeric(values['top-logprobs'], 'top-logprobs'),
+    signal: controller.signal,
+  });
+  if (values.json) {
+    const r = await gen.result;
+    process.stdout.write(`${JSON.stringify({ text: r.text, tokens: r.tokens, finishReason: r.finishReason, logprobs: r.logprobs ?? [], usage: r.usage, timings: r.timings })}\n`);
+  } else {
+    for await (const chunk of gen) process.stdout.write(chunk);
+    process.stdout.write('\n');
+  }
+  await model.dispose();
+}
+
+async function encode(argv: string[]): Promise<void> {
+  const { values, model } = await withModel(argv);
+  if (!values.image || values.image.length !== 1) fail('encode needs exactly one --image <path>');
+  if (!values.out) fail('encode needs --out <file.npy>');
+  const tokens = await model.encode(values.image[0] as string);
+  writeNpy(values.out, await tokens.data(), tokens.shape);
+  process.stderr.write(`wrote ${values.out}: ${tokens.shape[0]} x ${tokens.shape[1]} float32\n`);
+  await model.dispose();
+}
+
+async function bench(argv: string[]): Promise<void> {
+  const t0 = performance.now();
+  const { values, model } = await withModel(argv);
+  const loadMs = performance.now() - t0;
+  const r = await model.complete(
+    { text: values.prompt ?? 'Describe the image in detail.', images: values.image ?? [] },
+    { maxTokens: numeric(values['max-tokens'], 'max-tokens') ?? 64, temperature: 0 },
+  );
+  const out = {
+    model: values.model,
+    threads: model.info.llm && (numeric(values.threads, 'threads') ?? null),
+    loadMs,
+    usage: r.usage,
+    timings: r.timings,
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    weightBytes: model.info.weightBytes,
+    system: systemInfo(),
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  await model.dispose();
+}
+
 async function inspect(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -105,6 +220,12 @@ async function main(): Promise<void> {
       return convert(rest);
     case 'inspect':
       return inspect(rest);
+    case 'generate':
+      return generate(rest);
+    case 'encode':
+      return encode(rest);
+    case 'bench':
+      return bench(rest);
     case 'bench-matmul': {
       const { values } = parseArgs({
         args: rest,

@@ -90,6 +90,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterConvert(env, exports);
   RegisterGguf(env, exports);
   RegisterBench(env, exports);
+  RegisterTokenizer(env, exports);
+  RegisterMedia(env, exports);
+  RegisterModel(env, exports);
   return exports;
 }
 

@@ -8,5 +8,8 @@ namespace vl3::addon {
 void RegisterConvert(Napi::Env env, Napi::Object exports);
 void RegisterGguf(Napi::Env env, Napi::Object exports);
 void RegisterBench(Napi::Env env, Napi::Object exports);
+void RegisterTokenizer(Napi::Env env, Napi::Object exports);
+void RegisterMedia(Napi::Env env, Napi::Object exports);
+void RegisterModel(Napi::Env env, Napi::Object exports);
 
 }  // namespace vl3::addon

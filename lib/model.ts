@@ -1,0 +1,423 @@
+/** Loading a converted model and running it: `loadModel()` → {@link Model}. */
+import { existsSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { call, native, type NativeModel, type NativeSession } from './binding';
+import { MODEL_FILES } from './convert';
+import { VideoLlama3Error, fromNativeError } from './errors';
+import { Generation, type FinishReason, type GenerationResult, type TokenLogprob } from './generation';
+import { decodeImage } from './media/image';
+import { renderPrompt, toMessages, type ImageInput, type Prompt } from './prompt';
+import { Scheduler } from './scheduler';
+import { checkKnownKeys, intOption, invalid, signalOption, stringOption } from './validate';
+import { VisionTokens } from './vision-tokens';
+
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  /** A folder made by `videollama3 convert` (holding llm.gguf and vision.gguf). */
+  model: string;
+  /** CPU threads per computation (default: all cores, at most 8). */
+  threads?: number;
+  /** Most positions (prompt + output) one generation may use (default 4096). */
+  contextSize?: number;
+  /** Called with loading progress (0..1). */
+  onProgress?: (progress: { fraction: number; stage: 'start' | 'loaded' }) => void;
+  /** Cancels loading. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Model.generate}. */
+export interface GenerateOptions {
+  /** Most tokens to generate (default 512; 1..32768). */
+  maxTokens?: number;
+  /** Sampling temperature; 0 (default) picks the most likely token (greedy). */
+  temperature?: number;
+  /** Keep the k most likely tokens (0 = off, default). */
+  topK?: number;
+  /** Keep the smallest set of tokens whose probability reaches p (1 = off, default). */
+  topP?: number;
+  /** Drop tokens less likely than minP × the most likely one (0 = off, default). */
+  minP?: number;
+  /** Hugging Face repetition penalty over prompt and output (1 = off, default). */
+  repetitionPenalty?: number;
+  /** Random seed: the same seed and options give the same text (default 0). */
+  seed?: number;
+  /** Strings that end generation; they are not included in the text. */
+  stop?: string[];
+  /** Report this many most likely tokens per generated token (0..20, default 0). */
+  topLogprobs?: number;
+  /** Aborts generation; the call rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Model.encode}. */
+export interface EncodeOptions {
+  /** Aborts encoding; the call rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/** Static facts about a loaded model. */
+export interface ModelInfo {
+  llm: { vocabSize: number; hiddenSize: number; layers: number; heads: number; kvHeads: number; trainContextSize: number };
+  vision: { hiddenSize: number; layers: number; heads: number; patchSize: number };
+  preprocess: {
+    mean: number[];
+    std: number[];
+    imageMinPixels: number;
+    imageMaxPixels: number;
+    videoMinPixels: number;
+    videoMaxPixels: number;
+    fps: number;
+    minFrames: number;
+    maxFrames: number;
+    pruneThreshold: number;
+  };
+  imageTokenId: number;
+  videoTokenId: number;
+  eosIds: number[];
+  /** The context size generations use. */
+  contextSize: number;
+  /** Bytes of weights in memory. */
+  weightBytes: number;
+}
+
+const LOAD_KEYS = ['model', 'threads', 'contextSize', 'onProgress', 'signal'] as const;
+const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop', 'topLogprobs', 'signal'] as const;
+
+function numberOption(name: string, value: unknown, min: number, max: number, fallback: number, minExclusive = false): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value > max || (minExclusive ? value <= min : value < min)) {
+    invalid(name, `number ${minExclusive ? `greater than ${min}` : `at least ${min}`} and at most ${max}`, value);
+  }
+  return value;
+}
+
+let nextModelId = 1;
+
+/**
+ * Loads a converted model. Weights are read off the JavaScript thread.
+ * @throws VideoLlama3Error INVALID_MODEL naming the file at fault, INVALID_ARGUMENT for bad options.
+ */
+export async function loadModel(options: LoadModelOptions): Promise<Model> {
+  if (typeof options !== 'object' || options === null) invalid('options', 'object { model, ... }', options);
+  checkKnownKeys('loadModel', options, LOAD_KEYS);
+  const dir = resolve(stringOption('model', options.model));
+  const threads = intOption('threads', options.threads, 1, 256, Math.min(8, availableParallelism()));
+  const contextSize = intOption('contextSize', options.contextSize, 16, 1 << 20, 4096);
+  const signal = signalOption('signal', options.signal);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') invalid('onProgress', 'function', options.onProgress);
+  signal?.throwIfAborted();
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new VideoLlama3Error('IO_ERROR', `Model folder ${dir} does not exist; convert a checkpoint with \`npx videollama3 convert <hf-dir> ${dir}\``);
+  }
+  const files = { llm: join(dir, MODEL_FILES.llm), vision: join(dir, MODEL_FILES.vision) };
+  for (const f of Object.values(files)) {
+    if (!existsSync(f)) throw new VideoLlama3Error('INVALID_MODEL', `${f} is missing; is ${dir} a folder made by \`videollama3 convert\`?`);
+  }
+  options.onProgress?.({ fraction: 0, stage: 'start' });
+  const nm = await call(native().loadModel(files.llm, files.vision, { threads }));
+  if (signal?.aborted) {
+    nm.dispose();
+    throw signal.reason;
+  }
+  options.onProgress?.({ fraction: 1, stage: 'loaded' });
+  return new Model(nm, contextSize);
+}
+
+/** A loaded VideoLLaMA 3 model. Safe to share: concurrent calls are queued and interleaved. */
+export class Model {
+  /** Hyper-parameters, preprocessing constants and memory use. */
+  readonly info: ModelInfo;
+  readonly #native: NativeModel;
+  readonly #scheduler = new Scheduler();
+  readonly #id = nextModelId++;
+  #disposed = false;
+
+  /** @internal Use {@link loadModel}. */
+  constructor(nm: NativeModel, contextSize: number) {
+    this.#native = nm;
+    const i = nm.info();
+    this.info = {
+      llm: i.llm,
+      vision: i.vision,
+      preprocess: i.preprocess,
+      imageTokenId: i.imageTokenId,
+      videoTokenId: i.videoTokenId,
+      eosIds: i.eosIds,
+      contextSize: Math.min(contextSize, i.llm.trainContextSize),
+      weightBytes: i.weightBytes,
+    };
+  }
+
+  #live(): NativeModel {
+    if (this.#disposed) throw new VideoLlama3Error('INVALID_ARGUMENT', 'This model was disposed');
+    return this.#native;
+  }
+
+  /** Token ids of `text` (NFC-normalized first, as the Hugging Face tokenizer does). */
+  tokenize(text: string, options: { special?: boolean } = {}): number[] {
+    if (typeof text !== 'string') invalid('text', 'string', text);
+    try {
+      return Array.from(this.#live().tokenize(text.normalize('NFC'), options.special ?? true));
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+  }
+
+  /** Text of token ids (invalid UTF-8 sequences become U+FFFD). */
+  detokenize(ids: readonly number[]): string {
+    if (!Array.isArray(ids)) invalid('ids', 'array of token ids', ids);
+    try {
+      return this.#live().detokenize(Int32Array.from(ids)).toString('utf8');
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+  }
+
+  /**
+   * Encodes one image into {@link VisionTokens} (decode, resize, vision encoder, projector),
+   * reusable in later prompts without a second vision pass.
+   */
+  async encode(image: ImageInput, options: EncodeOptions = {}): Promise<VisionTokens> {
+    checkKnownKeys('encode', options, ['signal']);
+    const signal = signalOption('signal', options.signal);
+    signal?.throwIfAborted();
+    return (await this.#encode(image, signal, false)).tokens;
+  }
+
+  /** @internal Encoding with every intermediate stage (parity tests). */
+  async encodeWithStages(image: ImageInput): Promise<{ tokens: VisionTokens; pixels: Float32Array; stages: Record<string, { data: Float32Array; rows: number; cols: number }> }> {
+    const r = await this.#encode(image, undefined, true);
+    return { tokens: r.tokens, pixels: r.pixels, stages: r.stages ?? {} };
+  }
+
+  async #encode(image: ImageInput, signal: AbortSignal | undefined, stages: boolean) {
+    const nm = this.#live();
+    if (image instanceof VisionTokens) {
+      if (image.modelId !== this.#id) throw new VideoLlama3Error('INVALID_ARGUMENT', 'These VisionTokens were made by another model');
+      return { tokens: image, pixels: new Float32Array(0), stages: undefined };
+    }
+    const decoded = await decodeImage(image as Exclude<ImageInput, VisionTokens>);
+    signal?.throwIfAborted();
+    const p = this.info.preprocess;
+    const pre = await call(
+      native().preprocessImage(decoded.data, decoded.width, decoded.height, {
+        patchSize: this.info.vision.patchSize,
+        mergeSize: 1,
+        minPixels: p.imageMinPixels,
+        maxPixels: p.imageMaxPixels,
+        mean: p.mean,
+        std: p.std,
+      }),
+    );
+    signal?.throwIfAborted();
+    const handle = native().createAbortHandle();
+    const onAbort = (): void => native().raiseAbort(handle);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const enc = await this.#scheduler.run(() => call(nm.encodeImage(pre.pixels, pre.gridH, pre.gridW, 1, { stages, abortHandle: handle })));
+      const tokens = new VisionTokens(enc.embeddings, enc.rows, enc.cols, [pre.gridH, pre.gridW], 'image', this.#id);
+      return { tokens, pixels: pre.pixels, stages: enc.stages };
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Renders, tokenizes and encodes a prompt into decoder segments. */
+  async #buildPrompt(prompt: Prompt, signal: AbortSignal | undefined) {
+    const nm = this.#live();
+    const pieces = renderPrompt(toMessages(prompt));
+    const segments: ({ ids: Int32Array } | { embeddings: Float32Array; rows: number })[] = [];
+    const ids: number[] = []; // with image placeholder ids, as the reference's input_ids
+    let visionTokens = 0;
+    for (const piece of pieces) {
+      if ('text' in piece) {
+        const t = nm.tokenize(piece.text.normalize('NFC'), true);
+        segments.push({ ids: t });
+        ids.push(...t);
+      } else {
+        const { tokens } = await this.#encode(piece.image, signal, false);
+        segments.push({ embeddings: tokens.rawData(), rows: tokens.shape[0] });
+        visionTokens += tokens.shape[0];
+        for (let i = 0; i < tokens.shape[0]; i++) ids.push(this.info.imageTokenId);
+      }
+    }
+    return { segments, ids, promptTokens: ids.length, visionTokens };
+  }
+
+  /** @internal The prompt's input ids (placeholders for vision rows) and every row's logits (parity tests). */
+  async debugPrefill(prompt: Prompt): Promise<{ ids: number[]; logits: Float32Array }> {
+    const { segments, ids } = await this.#buildPrompt(prompt, undefined);
+    const session = this.#live().createSession(ids.length);
+    const logits = await this.#scheduler.run(() => call(session.evaluate(segments, { allLogits: true })));
+    return { ids, logits: logits ?? new Float32Array(0) };
+  }
+
+  /**
+   * Generates a reply, streamed. `for await (const chunk of model.generate(prompt))` yields text;
+   * `await generation.result` gives text, tokens, usage, timings and optional log-probabilities.
+   */
+  generate(prompt: Prompt, options: GenerateOptions = {}): Generation {
+    let cancelled = false;
+    let session: NativeSession | undefined;
+    const gen = new Generation(
+      (emit) => this.#run(prompt, options, emit, () => cancelled, (s) => (session = s)),
+      () => {
+        cancelled = true;
+        session?.abort();
+      },
+    );
+    return gen;
+  }
+
+  /** Generates a reply and returns it whole (the same as awaiting `generate(...).result`). */
+  async complete(prompt: Prompt, options: GenerateOptions = {}): Promise<GenerationResult> {
+    return this.generate(prompt, options).result;
+  }
+
+  async #run(
+    prompt: Prompt,
+    options: GenerateOptions,
+    emit: (chunk: string) => void,
+    isCancelled: () => boolean,
+    setSession: (s: NativeSession) => void,
+  ): Promise<GenerationResult> {
+    const t0 = performance.now();
+    if (typeof options !== 'object' || options === null) invalid('options', 'object', options);
+    checkKnownKeys('generate', options, GENERATE_KEYS);
+    const maxTokens = intOption('maxTokens', options.maxTokens, 1, 32768, 512);
+    const sampling = {
+      temperature: numberOption('temperature', options.temperature, 0, 100, 0),
+      topK: intOption('topK', options.topK, 0, this.info.llm.vocabSize, 0),
+      topP: numberOption('topP', options.topP, 0, 1, 1, true),
+      minP: numberOption('minP', options.minP, 0, 1, 0),
+      repetitionPenalty: numberOption('repetitionPenalty', options.repetitionPenalty, 0, 100, 1, true),
+      seed: intOption('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, 0),
+      topLogprobs: intOption('topLogprobs', options.topLogprobs, 0, 20, 0),
+      stopIds: this.info.eosIds,
+    };
+    const stop = options.stop ?? [];
+    if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string' && s.length > 0)) invalid('stop', 'array of non-empty strings', stop);
+    const signal = signalOption('signal', options.signal);
+    signal?.throwIfAborted();
+    const nm = this.#live();
+
+    // 1. Prompt: render, encode images, tokenize text pieces.
+    const tv = performance.now();
+    const { segments, promptTokens, visionTokens } = await this.#buildPrompt(prompt, signal);
+    const visionMs = performance.now() - tv;
+    if (promptTokens + 1 > this.info.contextSize) {
+      throw new VideoLlama3Error(
+        'INVALID_ARGUMENT',
+        `The prompt needs ${promptTokens} tokens (${visionTokens} of them vision tokens) but contextSize is ${this.info.contextSize}; ` +
+          'raise contextSize in loadModel(), or use fewer or smaller images',
+      );
+    }
+
+    // 2. Session sized to the work: prompt + maxTokens, within the context size.
+    const session = nm.createSession(Math.min(this.info.contextSize, promptTokens + maxTokens));
+    setSession(session);
+    const onAbort = (): void => session.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const tp = performance.now();
+      await this.#scheduler.run(() => call(session.evaluate(segments)));
+      const prefillMs = performance.now() - tp;
+
+      // 3. Decode loop: one queued native step per token, so concurrent generations interleave.
+      const decoder = new TextDecoder('utf-8', { fatal: false });
+      const tokens: number[] = [];
+      const logprobs: TokenLogprob[][] = [];
+      const holdBack = stop.reduce((m, s) => Math.max(m, s.length - 1), 0);
+      let text = '';
+      let emitted = 0;
+      let finishReason: FinishReason = 'length';
+      let tFirst = 0;
+      while (tokens.length < maxTokens) {
+        if (isCancelled()) {
+          finishReason = 'cancelled';
+          break;
+        }
+        signal?.throwIfAborted();
+        let step: { id: number; top: TokenLogprob[] };
+        try {
+          step = await this.#scheduler.run(() => call(session.step(sampling)));
+        } catch (err) {
+          // Leaving the loop aborts the step in flight: that is a cancellation, not an error.
+          if (isCancelled() && err instanceof VideoLlama3Error && err.code === 'ABORTED') {
+            finishReason = 'cancelled';
+            break;
+          }
+          throw err;
+        }
+        if (tokens.length === 0) tFirst = performance.now();
+        tokens.push(step.id);
+        if (sampling.topLogprobs > 0) logprobs.push(step.top);
+        if (this.info.eosIds.includes(step.id)) {
+          finishReason = 'stop';
+          break;
+        }
+        text += decoder.decode(nm.detokenize(Int32Array.of(step.id)), { stream: true });
+        const hit = stop.length ? firstStop(text, stop, Math.max(0, emitted - holdBack)) : -1;
+        if (hit >= 0) {
+          text = text.slice(0, hit);
+          finishReason = 'stop';
+          break;
+        }
+        const safe = text.length - holdBack;
+        if (safe > emitted) {
+          emit(text.slice(emitted, safe));
+          emitted = safe;
+        }
+        if (session.position >= session.contextSize) break;
+      }
+      if (finishReason !== 'stop' || stop.length === 0) text += decoder.decode();
+      if (text.length > emitted) emit(text.slice(emitted));
+      signal?.throwIfAborted();
+      const end = performance.now();
+      const decodeMs = tokens.length > 1 ? end - tFirst : 0;
+      const result: GenerationResult = {
+        text,
+        tokens,
+        finishReason,
+        usage: { promptTokens, visionTokens, completionTokens: tokens.length },
+        timings: {
+          visionMs,
+          prefillMs,
+          decodeMs,
+          timeToFirstTokenMs: (tFirst || end) - t0,
+          totalMs: end - t0,
+          prefillTokensPerSecond: prefillMs > 0 ? (promptTokens / prefillMs) * 1000 : 0,
+          decodeTokensPerSecond: decodeMs > 0 ? ((tokens.length - 1) / decodeMs) * 1000 : 0,
+        },
+      };
+      if (sampling.topLogprobs > 0) result.logprobs = logprobs;
+      return result;
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Frees the model's memory once running work has finished. Later calls throw. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.#scheduler.run(async () => this.#native.dispose());
+  }
+}
+
+/** Index of the earliest stop string in `text` at or after `from`, or -1. */
+function firstStop(text: string, stop: readonly string[], from: number): number {
+  let best = -1;
+  for (const s of stop) {
+    const i = text.indexOf(s, from);
+    if (i >= 0 && (best < 0 || i < best)) best = i;
+  }
+  return best;
+}

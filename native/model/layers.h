@@ -1,0 +1,38 @@
+// Graph building blocks shared by the vision encoder, the projector and the Qwen2 decoder.
+// Every function only adds ops to `ctx`; shapes use ggml order (ne[0] fastest).
+#pragma once
+
+#include "ggml.h"
+
+namespace vl3::layers {
+
+/** y = W·x + b. x [in, n] -> [out, n]; b may be null. */
+ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b);
+
+/** LayerNorm over ne[0] with weight and bias (eps inside the sqrt, as PyTorch). */
+ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, float eps);
+
+/** RMSNorm over ne[0] times weight (Qwen2). */
+ggml_tensor* rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps);
+
+/**
+ * Exact tanh-approximate GELU (`gelu_pytorch_tanh`). ggml_gelu's CPU kernel uses an f16 lookup
+ * table (~1e-3 relative error), too coarse for parity, so it is composed from exact ops.
+ */
+ggml_tensor* gelu_tanh(ggml_context* ctx, ggml_tensor* x);
+
+/**
+ * Rotary embedding, rotate-half convention: x·cos + rotate_half(x)·sin with
+ * rotate_half([a, b]) = [-b, a] over ne[0]. x [d, heads, n]; cos/sin [d, 1, n] (broadcast).
+ */
+ggml_tensor* rotary(ggml_context* ctx, ggml_tensor* x, ggml_tensor* cos, ggml_tensor* sin);
+
+/**
+ * Scaled dot-product attention. q [d, n_q, h], k [d, n_kv, h_kv], v_t [n_kv, d, h_kv]
+ * (h a multiple of h_kv: head i uses kv head i / (h / h_kv)); mask [n_kv, n_q] or null.
+ * Returns [d, h, n_q] (contiguous).
+ */
+ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v_t, ggml_tensor* mask,
+                       float scale);
+
+}  // namespace vl3::layers

@@ -1,0 +1,239 @@
+#include "model/qwen2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "common/status.h"
+#include "ggml-cpu.h"
+#include "model/gguf_names.h"
+#include "model/layers.h"
+
+namespace vl3 {
+namespace {
+
+namespace key = names::key;
+
+struct CtxDeleter {
+  void operator()(ggml_context* c) const { ggml_free(c); }
+};
+
+bool abort_requested(void* data) {
+  return data != nullptr && static_cast<const std::atomic<bool>*>(data)->load();
+}
+
+}  // namespace
+
+KvCache::KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_backend_t backend) : capacity_(capacity) {
+  const size_t n = 2 * static_cast<size_t>(hp.n_layers);
+  ggml_init_params ip{ggml_tensor_overhead() * n, nullptr, true};
+  ctx_ = ggml_init(ip);
+  check(ctx_ != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the KV cache table");
+  for (int64_t i = 0; i < hp.n_layers; ++i) {
+    k_.push_back(ggml_new_tensor_3d(ctx_, GGML_TYPE_F32, hp.head_dim(), hp.n_kv_heads, capacity));
+    v_.push_back(ggml_new_tensor_3d(ctx_, GGML_TYPE_F32, hp.head_dim(), hp.n_kv_heads, capacity));
+  }
+  buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
+  if (buffer_ == nullptr) {
+    ggml_free(ctx_);
+    throw Error(ErrorCode::OutOfMemory,
+                format("Cannot allocate a KV cache of %lld positions", static_cast<long long>(capacity)));
+  }
+  alloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
+}
+
+KvCache::~KvCache() {
+  if (alloc_ != nullptr) ggml_gallocr_free(alloc_);
+  if (buffer_ != nullptr) ggml_backend_buffer_free(buffer_);
+  if (ctx_ != nullptr) ggml_free(ctx_);
+}
+
+void KvCache::truncate(int64_t n) {
+  check(n >= 0 && n <= n_past_, ErrorCode::InvalidArgument, "KV cache truncation beyond its size");
+  n_past_ = n;
+}
+
+size_t KvCache::bytes() const { return buffer_ != nullptr ? ggml_backend_buffer_get_size(buffer_) : 0; }
+
+Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend) : backend_(backend) {
+  check(file.has(key::architecture) && file.get_string(key::architecture) == "qwen2", ErrorCode::InvalidModel,
+        format("%s is not a qwen2 language model (general.architecture)", file.path().c_str()));
+  hp_.dim = static_cast<int64_t>(file.get_uint(key::embeddingLength));
+  hp_.ffn_dim = static_cast<int64_t>(file.get_uint(key::feedForwardLength));
+  hp_.n_layers = static_cast<int64_t>(file.get_uint(key::blockCount));
+  hp_.n_heads = static_cast<int64_t>(file.get_uint(key::headCount));
+  hp_.n_kv_heads = static_cast<int64_t>(file.get_uint(key::headCountKv));
+  hp_.n_ctx_train = static_cast<int64_t>(file.get_uint(key::contextLength));
+  hp_.rope_theta = static_cast<float>(file.get_float(key::ropeFreqBase));
+  hp_.eps = static_cast<float>(file.get_float(key::rmsEps));
+  check(hp_.dim > 0 && hp_.n_heads > 0 && hp_.n_kv_heads > 0 && hp_.dim % hp_.n_heads == 0 &&
+            hp_.n_heads % hp_.n_kv_heads == 0 && hp_.head_dim() % 2 == 0 && hp_.n_layers > 0 && hp_.n_layers <= 512 &&
+            hp_.ffn_dim > 0,
+        ErrorCode::InvalidModel, format("%s: inconsistent qwen2 hyper-parameters", file.path().c_str()));
+
+  weights_ = std::make_unique<Weights>(file, backend);
+  const Weights& w = *weights_;
+  const GgufTensorInfo* emb = file.find_tensor("token_embd.weight");
+  check(emb != nullptr && emb->ne[0] == hp_.dim, ErrorCode::InvalidModel,
+        format("%s: token_embd.weight is missing or not %lld wide", file.path().c_str(), static_cast<long long>(hp_.dim)));
+  hp_.n_vocab = emb->ne[1];
+  const int64_t D = hp_.dim, F = hp_.ffn_dim, KV = hp_.head_dim() * hp_.n_kv_heads;
+  tok_embd_ = w.get("token_embd.weight", {D, hp_.n_vocab});
+  output_norm_ = w.get("output_norm.weight", {D}, true);
+  output_ = w.has("output.weight") ? w.get("output.weight", {D, hp_.n_vocab}) : tok_embd_;
+  for (int64_t i = 0; i < hp_.n_layers; ++i) {
+    auto n = [i](const char* suffix) { return "blk." + std::to_string(i) + "." + suffix; };
+    Layer L{};
+    L.attn_norm = w.get(n("attn_norm.weight"), {D}, true);
+    L.wq = w.get(n("attn_q.weight"), {D, D});
+    L.bq = w.get(n("attn_q.bias"), {D}, true);
+    L.wk = w.get(n("attn_k.weight"), {D, KV});
+    L.bk = w.get(n("attn_k.bias"), {KV}, true);
+    L.wv = w.get(n("attn_v.weight"), {D, KV});
+    L.bv = w.get(n("attn_v.bias"), {KV}, true);
+    L.wo = w.get(n("attn_output.weight"), {D, D});
+    L.ffn_norm = w.get(n("ffn_norm.weight"), {D}, true);
+    L.w_gate = w.get(n("ffn_gate.weight"), {D, F});
+    L.w_up = w.get(n("ffn_up.weight"), {D, F});
+    L.w_down = w.get(n("ffn_down.weight"), {F, D});
+    layers_.push_back(L);
+  }
+}
+
+std::unique_ptr<KvCache> Qwen2Model::new_cache(int64_t capacity) const {
+  check(capacity > 0 && capacity <= (int64_t(1) << 24), ErrorCode::InvalidArgument,
+        format("context size %lld out of range", static_cast<long long>(capacity)));
+  return std::make_unique<KvCache>(hp_, capacity, backend_);
+}
+
+std::vector<float> Qwen2Model::forward(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
+                                       const std::atomic<bool>* abort_flag, int64_t batch) const {
+  check(in.n > 0, ErrorCode::InvalidArgument, "empty decoder input");
+  check((in.ids == nullptr) != (in.embd == nullptr), ErrorCode::InvalidArgument, "decoder input needs ids or embeddings");
+  check(cache.size() + in.n <= cache.capacity(), ErrorCode::InvalidArgument,
+        format("The prompt needs %lld positions but the context holds %lld (contextSize)",
+               static_cast<long long>(cache.size() + in.n), static_cast<long long>(cache.capacity())));
+  if (in.ids != nullptr) {
+    for (int64_t i = 0; i < in.n; ++i) {
+      check(in.ids[i] >= 0 && in.ids[i] < hp_.n_vocab, ErrorCode::InvalidArgument,
+            format("token id %d is outside the vocabulary (0..%lld)", in.ids[i], static_cast<long long>(hp_.n_vocab - 1)));
+    }
+  }
+  std::vector<float> out;
+  for (int64_t start = 0; start < in.n; start += batch) {
+    DecoderInput part;
+    part.n = std::min(batch, in.n - start);
+    if (in.ids != nullptr) part.ids = in.ids + start;
+    else part.embd = in.embd + start * hp_.dim;
+    const bool last = start + part.n == in.n;
+    std::vector<float> logits = forward_chunk(cache, part, all_logits, threads, abort_flag);
+    if (all_logits) out.insert(out.end(), logits.begin(), logits.end());
+    else if (last) out = std::move(logits);
+  }
+  return out;
+}
+
+std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
+                                             const std::atomic<bool>* abort_flag) const {
+  const int64_t n = in.n, n_past = cache.size(), L = n_past + n;
+  const int64_t D = hp_.dim, hd = hp_.head_dim(), nh = hp_.n_heads, nkv = hp_.n_kv_heads;
+  const size_t n_nodes = 64 + 40 * static_cast<size_t>(hp_.n_layers);
+  ggml_init_params ip{ggml_tensor_overhead() * n_nodes + ggml_graph_overhead_custom(n_nodes, false), nullptr, true};
+  std::unique_ptr<ggml_context, CtxDeleter> owner(ggml_init(ip));
+  ggml_context* ctx = owner.get();
+  check(ctx != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the decoder graph");
+  ggml_cgraph* gf = ggml_new_graph_custom(ctx, n_nodes, false);
+
+  ggml_tensor* x;
+  ggml_tensor* ids = nullptr;
+  ggml_tensor* embd = nullptr;
+  if (in.ids != nullptr) {
+    ids = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
+    ggml_set_input(ids);
+    x = ggml_get_rows(ctx, tok_embd_, ids);  // [D, n]
+  } else {
+    embd = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, n);
+    ggml_set_input(embd);
+    x = embd;
+  }
+  ggml_tensor* cos = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hd, 1, n);
+  ggml_tensor* sin = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hd, 1, n);
+  ggml_set_input(cos);
+  ggml_set_input(sin);
+  ggml_tensor* mask = nullptr;
+  if (n > 1) {
+    mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, L, n);  // [n_kv, n_q]
+    ggml_set_input(mask);
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (size_t il = 0; il < layers_.size(); ++il) {
+    const Layer& W = layers_[il];
+    ggml_tensor* h = layers::rms_norm(ctx, x, W.attn_norm, hp_.eps);
+    ggml_tensor* q = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wq, W.bq), hd, nh, n);   // [hd, nh, n]
+    ggml_tensor* k = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wk, W.bk), hd, nkv, n);  // [hd, nkv, n]
+    ggml_tensor* v = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wv, W.bv), hd, nkv, n);
+    q = layers::rotary(ctx, q, cos, sin);
+    k = layers::rotary(ctx, k, cos, sin);
+    // Append k, v at positions n_past.. of the cache, then attend over positions 0..L-1.
+    ggml_tensor* kc = cache.k_[il];
+    ggml_tensor* vc = cache.v_[il];
+    ggml_build_forward_expand(gf, ggml_cpy(ctx, k, ggml_view_3d(ctx, kc, hd, nkv, n, kc->nb[1], kc->nb[2], n_past * kc->nb[2])));
+    ggml_build_forward_expand(gf, ggml_cpy(ctx, v, ggml_view_3d(ctx, vc, hd, nkv, n, vc->nb[1], vc->nb[2], n_past * vc->nb[2])));
+    ggml_tensor* k_all = ggml_view_3d(ctx, kc, hd, nkv, L, kc->nb[1], kc->nb[2], 0);           // [hd, nkv, L]
+    ggml_tensor* v_all = ggml_view_3d(ctx, vc, hd, nkv, L, vc->nb[1], vc->nb[2], 0);
+    k_all = ggml_permute(ctx, k_all, 0, 2, 1, 3);                                              // [hd, L, nkv]
+    ggml_tensor* v_t = ggml_cont(ctx, ggml_permute(ctx, v_all, 1, 2, 0, 3));                   // [L, hd, nkv]
+    q = ggml_permute(ctx, q, 0, 2, 1, 3);                                                      // [hd, n, nh]
+    ggml_tensor* attn = layers::attention(ctx, q, k_all, v_t, mask, scale);                    // [hd, nh, n]
+    attn = ggml_reshape_2d(ctx, attn, D, n);
+    x = ggml_add(ctx, x, ggml_mul_mat(ctx, W.wo, attn));
+    h = layers::rms_norm(ctx, x, W.ffn_norm, hp_.eps);
+    ggml_tensor* ffn = ggml_mul(ctx, ggml_silu(ctx, ggml_mul_mat(ctx, W.w_gate, h)), ggml_mul_mat(ctx, W.w_up, h));
+    x = ggml_add(ctx, x, ggml_mul_mat(ctx, W.w_down, ffn));                                    // [D, n]
+  }
+  if (!all_logits && n > 1) x = ggml_view_2d(ctx, x, D, 1, x->nb[1], (n - 1) * x->nb[1]);   // last row
+  x = layers::rms_norm(ctx, x, output_norm_, hp_.eps);
+  ggml_tensor* logits = ggml_mul_mat(ctx, output_, x);                                         // [n_vocab, rows]
+  ggml_set_output(logits);
+  ggml_build_forward_expand(gf, logits);
+
+  check(ggml_gallocr_alloc_graph(cache.alloc_, gf), ErrorCode::OutOfMemory, "Cannot allocate decoder working memory");
+  if (ids != nullptr) ggml_backend_tensor_set(ids, in.ids, 0, ggml_nbytes(ids));
+  if (embd != nullptr) ggml_backend_tensor_set(embd, in.embd, 0, ggml_nbytes(embd));
+  // RoPE tables in f32 exactly as the reference computes them: inv_freq = 1/θ^(2i/hd), angle = pos·inv_freq.
+  std::vector<float> cos_v(static_cast<size_t>(hd * n)), sin_v(static_cast<size_t>(hd * n));
+  for (int64_t i = 0; i < hd / 2; ++i) {
+    const float inv = 1.0f / std::pow(hp_.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
+    for (int64_t t = 0; t < n; ++t) {
+      const float a = static_cast<float>(n_past + t) * inv;
+      const size_t o = static_cast<size_t>(t * hd + i);
+      cos_v[o] = cos_v[o + static_cast<size_t>(hd / 2)] = std::cos(a);
+      sin_v[o] = sin_v[o + static_cast<size_t>(hd / 2)] = std::sin(a);
+    }
+  }
+  ggml_backend_tensor_set(cos, cos_v.data(), 0, ggml_nbytes(cos));
+  ggml_backend_tensor_set(sin, sin_v.data(), 0, ggml_nbytes(sin));
+  if (mask != nullptr) {
+    std::vector<float> m(static_cast<size_t>(L * n));
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < L; ++j) m[static_cast<size_t>(t * L + j)] = j <= n_past + t ? 0.0f : neg_inf;
+    ggml_backend_tensor_set(mask, m.data(), 0, ggml_nbytes(mask));
+  }
+
+  if (ggml_backend_is_cpu(backend_)) {
+    ggml_backend_cpu_set_n_threads(backend_, threads);
+    ggml_backend_cpu_set_abort_callback(backend_, abort_requested, const_cast<std::atomic<bool>*>(abort_flag));
+  }
+  const ggml_status st = ggml_backend_graph_compute(backend_, gf);
+  if (ggml_backend_is_cpu(backend_)) ggml_backend_cpu_set_abort_callback(backend_, nullptr, nullptr);
+  if (abort_flag != nullptr && abort_flag->load()) throw Error(ErrorCode::Aborted, "Generation was aborted");
+  check(st == GGML_STATUS_SUCCESS, ErrorCode::Internal, "Decoder graph computation failed");
+  cache.n_past_ = L;
+
+  std::vector<float> out(static_cast<size_t>(ggml_nelements(logits)));
+  ggml_backend_tensor_get(logits, out.data(), 0, ggml_nbytes(logits));
+  return out;
+}
+
+}  // namespace vl3

@@ -1,0 +1,91 @@
+// The Qwen2 / Qwen2.5 decoder of VideoLLaMA 3 (HF `Qwen2Model` + lm_head), read from the
+// llama.cpp-compatible `llm.gguf`: GQA attention with q/k/v biases, 1-D RoPE (rotate-half),
+// SwiGLU MLP, RMSNorm; tied or untied output matrix. One KV cache per generation session.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "model/gguf_file.h"
+#include "model/weights.h"
+
+namespace vl3 {
+
+struct Qwen2Hparams {
+  int64_t n_vocab = 0;      // embedding rows
+  int64_t dim = 0;          // embedding_length
+  int64_t ffn_dim = 0;      // feed_forward_length
+  int64_t n_layers = 0;     // block_count
+  int64_t n_heads = 0;      // attention.head_count
+  int64_t n_kv_heads = 0;   // attention.head_count_kv
+  int64_t n_ctx_train = 0;  // context_length
+  float rope_theta = 1e6f;
+  float eps = 1e-6f;
+  int64_t head_dim() const { return dim / n_heads; }
+};
+
+/** Keys and values of one sequence, f32, for up to `capacity` positions. */
+class KvCache {
+ public:
+  KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_backend_t backend);
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  int64_t capacity() const { return capacity_; }
+  int64_t size() const { return n_past_; }
+  /** Forgets positions >= n (n <= size()). */
+  void truncate(int64_t n);
+  size_t bytes() const;
+
+ private:
+  friend class Qwen2Model;
+  int64_t capacity_;
+  int64_t n_past_ = 0;
+  ggml_context* ctx_ = nullptr;
+  ggml_backend_buffer_t buffer_ = nullptr;
+  ggml_gallocr_t alloc_ = nullptr;  // compute memory, reused across steps
+  std::vector<ggml_tensor*> k_, v_;  // per layer [head_dim, n_kv_heads, capacity]
+};
+
+/** One piece of decoder input: token ids, or embedding rows (vision tokens) of width `dim`. */
+struct DecoderInput {
+  const int32_t* ids = nullptr;    // n ids, or
+  const float* embd = nullptr;     // n rows of dim floats
+  int64_t n = 0;
+};
+
+class Qwen2Model {
+ public:
+  Qwen2Model(GgufFile& file, ggml_backend_t backend);
+
+  const Qwen2Hparams& hparams() const { return hp_; }
+  std::unique_ptr<KvCache> new_cache(int64_t capacity) const;
+
+  /**
+   * Appends `in` at positions cache.size().. and returns the logits of its last row
+   * ([n_vocab]), or of every row ([n, n_vocab] row-major) with `all_logits`. Long inputs are
+   * processed in chunks of `batch` rows. Throws INVALID_ARGUMENT when the cache is full or an
+   * id is out of range, ABORTED when `abort_flag` is raised.
+   */
+  std::vector<float> forward(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
+                             const std::atomic<bool>* abort_flag, int64_t batch = 512) const;
+
+ private:
+  struct Layer {
+    ggml_tensor *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *ffn_norm, *w_gate, *w_up, *w_down;
+  };
+  std::vector<float> forward_chunk(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
+                                   const std::atomic<bool>* abort_flag) const;
+
+  Qwen2Hparams hp_;
+  ggml_backend_t backend_;
+  std::unique_ptr<Weights> weights_;
+  ggml_tensor *tok_embd_, *output_norm_, *output_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace vl3

@@ -1,0 +1,125 @@
+#include "model/videollama3.h"
+
+#include <algorithm>
+
+#include "common/status.h"
+#include "ggml-cpu.h"
+#include "model/gguf_names.h"
+
+namespace vl3 {
+namespace key = names::key;
+
+VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads)
+    : threads_(std::max(1, threads)) {
+  install_ggml_hooks();
+  backend_ = ggml_backend_cpu_init();
+  check(backend_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
+  try {
+    GgufFile llm_file(llm_path);
+    GgufFile vision_file(vision_path);
+    llm_ = std::make_unique<Qwen2Model>(llm_file, backend_);
+    vision_ = std::make_unique<VisionEncoder>(vision_file, backend_);
+    tokenizer_ = std::make_unique<Tokenizer>(llm_file);
+    check(vision_->projector().output_dim() == llm_->hparams().dim, ErrorCode::InvalidModel,
+          format("%s projects to width %lld but %s is %lld wide: the two files are from different models",
+                 vision_path.c_str(), static_cast<long long>(vision_->projector().output_dim()), llm_path.c_str(),
+                 static_cast<long long>(llm_->hparams().dim)));
+    auto mean = vision_file.get_floats(key::imageMean), sd = vision_file.get_floats(key::imageStd);
+    check(mean.size() == 3 && sd.size() == 3 && sd[0] > 0 && sd[1] > 0 && sd[2] > 0, ErrorCode::InvalidModel,
+          format("%s: image mean/std must have 3 positive entries", vision_path.c_str()));
+    for (int c = 0; c < 3; ++c) {
+      pre_.mean[c] = static_cast<float>(mean[static_cast<size_t>(c)]);
+      pre_.std[c] = static_cast<float>(sd[static_cast<size_t>(c)]);
+    }
+    pre_.image_min_pixels = static_cast<int64_t>(vision_file.get_uint(key::imageMinPixels));
+    pre_.image_max_pixels = static_cast<int64_t>(vision_file.get_uint(key::imageMaxPixels));
+    pre_.image_merge = static_cast<int64_t>(vision_file.get_uint(key::imageMergeSize));
+    pre_.video_min_pixels = static_cast<int64_t>(vision_file.get_uint(key::videoMinPixels));
+    pre_.video_max_pixels = static_cast<int64_t>(vision_file.get_uint(key::videoMaxPixels));
+    pre_.video_merge = static_cast<int64_t>(vision_file.get_uint(key::videoMergeSize));
+    pre_.fps = static_cast<float>(vision_file.get_float(key::videoFps));
+    pre_.min_frames = static_cast<int64_t>(vision_file.get_uint(key::videoMinFrames));
+    pre_.max_frames = static_cast<int64_t>(vision_file.get_uint(key::videoMaxFrames));
+    pre_.prune_threshold = static_cast<float>(vision_file.get_float(key::videoPruneThreshold));
+    pre_.use_token_compression = vision_file.get_bool(key::videoUseCompression);
+    image_token_id_ = static_cast<int32_t>(vision_file.get_uint(key::imageTokenId));
+    video_token_id_ = static_cast<int32_t>(vision_file.get_uint(key::videoTokenId));
+    if (llm_file.has(key::eosIds)) {
+      for (int64_t id : llm_file.get_ints(key::eosIds)) eos_ids_.push_back(static_cast<int32_t>(id));
+    } else {
+      eos_ids_.push_back(static_cast<int32_t>(llm_file.get_uint(key::tokEos)));
+    }
+    if (llm_file.has(key::chatTemplate)) chat_template_ = llm_file.get_string(key::chatTemplate);
+  } catch (...) {
+    llm_.reset();
+    vision_.reset();
+    ggml_backend_free(backend_);
+    throw;
+  }
+}
+
+VideoLlama3::~VideoLlama3() {
+  llm_.reset();
+  vision_.reset();
+  if (backend_ != nullptr) ggml_backend_free(backend_);
+}
+
+Session::Session(std::shared_ptr<const VideoLlama3> model, int64_t context_size)
+    : model_(std::move(model)), cache_(model_->llm().new_cache(context_size)) {}
+
+std::vector<float> Session::evaluate(const std::vector<PromptSegment>& segments, bool all_logits) {
+  abort_.store(false);
+  const int64_t dim = model_->llm().hparams().dim;
+  int64_t total = 0;
+  for (const auto& s : segments) total += s.rows > 0 ? s.rows : static_cast<int64_t>(s.ids.size());
+  check(cache_->size() + total <= cache_->capacity(), ErrorCode::InvalidArgument,
+        format("The prompt needs %lld tokens but the context holds %lld; raise contextSize or shorten the prompt",
+               static_cast<long long>(cache_->size() + total), static_cast<long long>(cache_->capacity())));
+  std::vector<float> all;
+  std::lock_guard<std::mutex> lock(model_->compute_mutex());
+  for (const auto& s : segments) {
+    DecoderInput in;
+    if (s.rows > 0) {
+      check(s.embeddings.size() == static_cast<size_t>(s.rows * dim), ErrorCode::InvalidArgument,
+            "vision embeddings do not match the language model's width");
+      in.embd = s.embeddings.data();
+      in.n = s.rows;
+      history_.insert(history_.end(), static_cast<size_t>(s.rows), model_->image_token_id());
+    } else {
+      if (s.ids.empty()) continue;
+      in.ids = s.ids.data();
+      in.n = static_cast<int64_t>(s.ids.size());
+      history_.insert(history_.end(), s.ids.begin(), s.ids.end());
+    }
+    std::vector<float> out = model_->llm().forward(*cache_, in, all_logits, model_->threads(), &abort_);
+    if (all_logits) all.insert(all.end(), out.begin(), out.end());
+    const size_t v = static_cast<size_t>(model_->llm().hparams().n_vocab);
+    logits_.assign(out.end() - static_cast<std::ptrdiff_t>(v), out.end());
+  }
+  return all;
+}
+
+StepResult Session::step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids) {
+  abort_.store(false);
+  check(!logits_.empty(), ErrorCode::InvalidArgument, "Nothing to sample from: evaluate a prompt first");
+  if (!sampler_ || sampler_seed_ != params.seed) {
+    sampler_ = std::make_unique<Sampler>(params);
+    sampler_seed_ = params.seed;
+  }
+  sampler_->set_params(params);
+  StepResult r;
+  std::vector<float> logits = logits_;
+  r.id = sampler_->sample(logits, history_, top_logprobs, &r.top);
+  const bool stop = std::find(stop_ids.begin(), stop_ids.end(), r.id) != stop_ids.end();
+  if (!stop && cache_->size() < cache_->capacity()) {
+    std::lock_guard<std::mutex> lock(model_->compute_mutex());
+    DecoderInput in;
+    in.ids = &r.id;
+    in.n = 1;
+    logits_ = model_->llm().forward(*cache_, in, false, model_->threads(), &abort_);
+    history_.push_back(r.id);
+  }
+  return r;
+}
+
+}  // namespace vl3

@@ -1,0 +1,112 @@
+// VideoLLaMA 3 (HF `VideoLlama3ForConditionalGeneration`): the vision encoder + projector, the
+// Qwen2 decoder and the tokenizer of one converted model folder, on one ggml backend; and the
+// generation session (KV cache, sampler) that prompts run in.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "model/qwen2.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "model/vision_encoder.h"
+
+namespace vl3 {
+
+/** Preprocessing constants stored in vision.gguf (spec §5–6). */
+struct PreprocessConfig {
+  float mean[3] = {0.5f, 0.5f, 0.5f};
+  float std[3] = {0.5f, 0.5f, 0.5f};
+  int64_t image_min_pixels = 0, image_max_pixels = 0, image_merge = 1;
+  int64_t video_min_pixels = 0, video_max_pixels = 0, video_merge = 2;
+  float fps = 1.0f;
+  int64_t min_frames = 4, max_frames = 180;
+  float prune_threshold = 0.1f;
+  bool use_token_compression = true;
+};
+
+class VideoLlama3 {
+ public:
+  /** Loads `llm.gguf` and `vision.gguf`. Throws vl3::Error naming the file at fault. */
+  VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads);
+  ~VideoLlama3();
+  VideoLlama3(const VideoLlama3&) = delete;
+  VideoLlama3& operator=(const VideoLlama3&) = delete;
+
+  const Qwen2Model& llm() const { return *llm_; }
+  const VisionEncoder& vision() const { return *vision_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const PreprocessConfig& preprocess() const { return pre_; }
+  int32_t image_token_id() const { return image_token_id_; }
+  int32_t video_token_id() const { return video_token_id_; }
+  const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
+  const std::string& chat_template() const { return chat_template_; }
+  int threads() const { return threads_; }
+  /** Bytes of weights held in memory. */
+  size_t weight_bytes() const { return weight_bytes_; }
+  /** The backend runs one graph at a time; every compute takes this lock. */
+  std::mutex& compute_mutex() const { return compute_mutex_; }
+  ggml_backend_t backend() const { return backend_; }
+
+ private:
+  ggml_backend_t backend_ = nullptr;
+  std::unique_ptr<Qwen2Model> llm_;
+  std::unique_ptr<VisionEncoder> vision_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  PreprocessConfig pre_;
+  int32_t image_token_id_ = -1, video_token_id_ = -1;
+  std::vector<int32_t> eos_ids_;
+  std::string chat_template_;
+  int threads_;
+  size_t weight_bytes_ = 0;
+  mutable std::mutex compute_mutex_;
+};
+
+/** One piece of a prompt: token ids, or projected vision embeddings ([rows, llm dim]). */
+struct PromptSegment {
+  std::vector<int32_t> ids;
+  std::vector<float> embeddings;
+  int64_t rows = 0;  // embedding rows (0 for a token segment)
+};
+
+struct StepResult {
+  int32_t id;
+  std::vector<TokenLogprob> top;
+};
+
+/** A conversation's state: its KV cache, the ids seen so far and the logits to sample next. */
+class Session {
+ public:
+  Session(std::shared_ptr<const VideoLlama3> model, int64_t context_size);
+
+  int64_t context_size() const { return cache_->capacity(); }
+  int64_t position() const { return cache_->size(); }
+  size_t cache_bytes() const { return cache_->bytes(); }
+
+  /** Evaluates segments in order; with `all_logits`, returns every row's logits (tests). */
+  std::vector<float> evaluate(const std::vector<PromptSegment>& segments, bool all_logits);
+
+  /**
+   * Samples the next token from the current logits (reporting `top_logprobs` alternatives),
+   * then, unless it is in `stop_ids` or the context is full, evaluates it.
+   */
+  StepResult step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids);
+
+  /** Raised from any thread; the running graph stops and the call throws ABORTED. */
+  void abort() { abort_.store(true); }
+
+ private:
+  std::shared_ptr<const VideoLlama3> model_;
+  std::unique_ptr<KvCache> cache_;
+  std::vector<int32_t> history_;
+  std::vector<float> logits_;
+  std::unique_ptr<Sampler> sampler_;
+  uint64_t sampler_seed_ = 0;
+  std::atomic<bool> abort_{false};
+};
+
+}  // namespace vl3

@@ -1,0 +1,39 @@
+// Model weights: every tensor of a GGUF file loaded into one ggml backend buffer, with
+// shape-checked lookup so a wrong file fails with a message instead of a ggml assertion.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <string>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+#include "model/gguf_file.h"
+
+namespace vl3 {
+
+class Weights {
+ public:
+  /** Loads all tensors of `file` into a buffer of `backend`. Throws vl3::Error. */
+  Weights(GgufFile& file, ggml_backend_t backend);
+  ~Weights();
+  Weights(const Weights&) = delete;
+  Weights& operator=(const Weights&) = delete;
+
+  /**
+   * The tensor `name` with ggml shape `ne` (ne[0] fastest). Throws INVALID_MODEL naming the file
+   * and tensor when it is missing or misshaped. `f32_only` also requires type f32 (norms, biases).
+   */
+  ggml_tensor* get(const std::string& name, std::initializer_list<int64_t> ne, bool f32_only = false) const;
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+  size_t bytes() const;
+
+ private:
+  std::string path_;
+  ggml_context* ctx_ = nullptr;
+  ggml_backend_buffer_t buffer_ = nullptr;
+  std::map<std::string, ggml_tensor*> tensors_;
+};
+
+}  // namespace vl3

@@ -1,0 +1,145 @@
+// The TypeScript API under load and abuse: streaming, cancellation, aborts, concurrency,
+// event-loop responsiveness, and typed errors that leave the model serving.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertModel, loadModel, VideoLlama3Error, VisionTokens, type Model } from '../lib/index';
+import { makeTinyCheckpoint } from './helpers/checkpoint';
+
+const work = mkdtempSync(join(tmpdir(), 'vl3-generate-'));
+const IMAGE = join(__dirname, 'fixtures', 'images', 'chelsea_palette_226x150.png');
+let model: Model;
+
+beforeAll(async () => {
+  const src = join(work, 'hf');
+  makeTinyCheckpoint(src, { layout: 'video_llama_3', tied: true, dtype: 'F32', values: 'normal', text: { layers: 2 } });
+  writeFileSync(join(src, 'preprocessor_config.json'), JSON.stringify({ min_pixels: 8 * 196, max_pixels: 64 * 196 }));
+  await convertModel({ input: src, output: join(work, 'model'), type: 'f32' });
+  model = await loadModel({ model: join(work, 'model'), threads: 2, contextSize: 512 });
+});
+afterAll(async () => {
+  await model?.dispose();
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function expectCode(p: Promise<unknown> | (() => unknown), code: string, fragment?: string): Promise<void> {
+  const err = await (typeof p === 'function' ? Promise.resolve().then(p) : p).then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(VideoLlama3Error);
+  expect((err as VideoLlama3Error).code).toBe(code);
+  if (fragment) expect((err as Error).message).toContain(fragment);
+}
+
+describe('generate()', () => {
+  it('streams chunks that add up to the result text, with usage and timings', async () => {
+    const gen = model.generate({ text: 'Describe the image.', images: [IMAGE] }, { maxTokens: 12, topLogprobs: 3 });
+    let streamed = '';
+    for await (const chunk of gen) streamed += chunk;
+    const r = await gen.result;
+    expect(streamed).toBe(r.text);
+    expect(r.tokens.length).toBeGreaterThan(0);
+    expect(r.tokens.length).toBeLessThanOrEqual(12);
+    expect(r.usage.visionTokens).toBeGreaterThan(0);
+    expect(r.usage.promptTokens).toBeGreaterThan(r.usage.visionTokens);
+    expect(r.usage.completionTokens).toBe(r.tokens.length);
+    expect(r.logprobs).toHaveLength(r.tokens.length);
+    expect(r.logprobs![0]).toHaveLength(3);
+    expect(r.timings.totalMs).toBeGreaterThan(0);
+    expect(Buffer.from(r.text, 'utf8').toString('utf8')).toBe(r.text); // whole characters only
+  });
+
+  it('is deterministic: greedy twice, and the same seed when sampling', async () => {
+    const a = await model.complete('hello', { maxTokens: 10 });
+    const b = await model.complete('hello', { maxTokens: 10 });
+    expect(a.tokens).toEqual(b.tokens);
+    const s1 = await model.complete('hello', { maxTokens: 10, temperature: 1.5, topK: 50, topP: 0.95, seed: 7 });
+    const s2 = await model.complete('hello', { maxTokens: 10, temperature: 1.5, topK: 50, topP: 0.95, seed: 7 });
+    expect(s1.tokens).toEqual(s2.tokens);
+  });
+
+  it('reuses VisionTokens from encode() without a second vision pass', async () => {
+    const tokens = await model.encode(IMAGE);
+    expect(tokens).toBeInstanceOf(VisionTokens);
+    expect(tokens.shape[1]).toBe(model.info.llm.hiddenSize);
+    expect((await tokens.data()).length).toBe(tokens.shape[0] * tokens.shape[1]);
+    const direct = await model.complete({ text: 'What?', images: [IMAGE] }, { maxTokens: 6 });
+    const reused = await model.complete({ text: 'What?', images: [tokens] }, { maxTokens: 6 });
+    expect(reused.tokens).toEqual(direct.tokens);
+    expect(reused.timings.visionMs).toBeLessThan(direct.timings.visionMs + 50);
+  });
+
+  it('runs 8 concurrent generations correctly; aborting one leaves the others intact', async () => {
+    const prompts = Array.from({ length: 8 }, (_, i) => `prompt number ${i}`);
+    const expected: number[][] = [];
+    for (const p of prompts) expected.push((await model.complete(p, { maxTokens: 16 })).tokens);
+    const controller = new AbortController();
+    const reason = new Error('user gave up');
+    const runs = prompts.map((p, i) => model.complete(p, { maxTokens: 16, ...(i === 3 ? { signal: controller.signal } : {}) }));
+    setTimeout(() => controller.abort(reason), 5);
+    const settled = await Promise.allSettled(runs);
+    settled.forEach((s, i) => {
+      if (i === 3) {
+        if (s.status === 'rejected') expect(s.reason).toBe(reason);
+        return;
+      }
+      expect(s.status).toBe('fulfilled');
+      expect((s as PromiseFulfilledResult<{ tokens: number[] }>).value.tokens).toEqual(expected[i]);
+    });
+  });
+
+  it('cancels when the consumer breaks out of for await', async () => {
+    const gen = model.generate('tell me a long story', { maxTokens: 200 });
+    let n = 0;
+    for await (const _ of gen) {
+      if (++n >= 2) break;
+    }
+    const r = await gen.result;
+    expect(['cancelled', 'stop']).toContain(r.finishReason);
+    expect(r.tokens.length).toBeLessThan(200);
+  });
+
+  it('keeps the event loop responsive while generating', async () => {
+    let maxLag = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxLag = Math.max(maxLag, now - last - 5);
+      last = now;
+    }, 5);
+    await model.complete({ text: 'Describe the image.', images: [IMAGE] }, { maxTokens: 48 });
+    clearInterval(timer);
+    expect(maxLag).toBeLessThan(100);
+  });
+
+  it('rejects bad options and inputs with typed errors, and keeps serving', async () => {
+    await expectCode(model.complete('x', { maxTokens: 0 }), 'INVALID_ARGUMENT', 'Expected integer between 1 and 32768 for maxTokens but received 0');
+    await expectCode(model.complete('x', { maxToken: 5 } as never), 'INVALID_ARGUMENT', "did you mean 'maxTokens'");
+    await expectCode(model.complete('x', { temperature: -1 }), 'INVALID_ARGUMENT', 'temperature');
+    await expectCode(model.complete('x', { stop: [''] }), 'INVALID_ARGUMENT', 'stop');
+    await expectCode(model.complete(42 as never), 'INVALID_ARGUMENT', 'prompt');
+    await expectCode(model.complete('word '.repeat(2000)), 'INVALID_ARGUMENT', 'contextSize');
+    await expectCode(model.complete({ text: 'x', images: [Buffer.from('not an image')] }), 'INVALID_ARGUMENT');
+    await expectCode(model.complete({ text: 'x', images: [join(work, 'missing.png')] }), 'IO_ERROR');
+    await expectCode(model.complete({ text: 'x', images: [{ data: new Uint8Array(0), width: 0, height: 0, channels: 3 }] }), 'INVALID_ARGUMENT');
+    const ok = await model.complete('still there?', { maxTokens: 4 });
+    expect(ok.tokens.length).toBeGreaterThan(0);
+  });
+
+  it('honours an already-aborted signal and an abort during the vision encode', async () => {
+    const reason = new Error('nope');
+    await expect(model.complete('x', { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    const c = new AbortController();
+    const p = model.complete({ text: 'x', images: [IMAGE] }, { signal: c.signal });
+    c.abort(reason);
+    await expect(p).rejects.toBe(reason);
+  });
+
+  it('stops at stop strings without including them', async () => {
+    const probe = await model.complete('abc', { maxTokens: 12 });
+    if (probe.text.length < 4) return; // nothing to cut
+    const stopAt = probe.text.slice(2, 4);
+    const r = await model.complete('abc', { maxTokens: 12, stop: [stopAt] });
+    expect(r.finishReason).toBe('stop');
+    expect(r.text).toBe(probe.text.slice(0, probe.text.indexOf(stopAt)));
+  });
+});
