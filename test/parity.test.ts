@@ -1,0 +1,116 @@
+// Parity with the reference (transformers 5.18 video_llama_3) on tiny random-weight models:
+// each stage of each case is compared in pipeline order, so a failure names the first stage
+// that diverges. Fixtures: test/fixtures/reference (tools/reference/make_fixtures.py).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertModel, loadModel, readGgufInfo, readGgufTensor, type Model, type Prompt } from '../lib/index';
+import { materializeOrig, REFERENCE_DIR, REPO_ROOT, referenceCases, referenceConfigs, relativeError, type ReferenceCase } from './helpers/reference';
+
+const STAGE_TOLERANCE = 1e-4; // f32: relative to the stage's largest magnitude
+const LOGPROB_TOLERANCE = 1e-3;
+const work = mkdtempSync(join(tmpdir(), 'vl3-parity-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function promptOf(c: ReferenceCase): Prompt {
+  const images = c.manifest.images.map((i) => join(REPO_ROOT, i.file));
+  return { text: c.manifest.prompt_text ?? (images.length > 1 ? 'Compare the images.' : 'Describe the image.'), images };
+}
+
+/** Compares our stages with the reference's in order; throws naming the first divergent one. */
+function compareStages(c: ReferenceCase, ours: Record<string, ArrayLike<number>>, order: string[]): void {
+  for (const name of order) {
+    const mine = ours[name];
+    if (!mine) throw new Error(`${c.manifest.config}/${c.manifest.case}: we produced no stage ${name}`);
+    const ref = c.stage(name);
+    const err = relativeError(mine, ref as Float32Array);
+    if (!(err <= STAGE_TOLERANCE)) {
+      throw new Error(`${c.manifest.config}/${c.manifest.case}: first divergence at stage '${name}' (relative error ${err.toExponential(2)} > ${STAGE_TOLERANCE})`);
+    }
+  }
+}
+
+const configs = referenceConfigs();
+
+describe.skipIf(configs.length === 0)(`reference parity (${REFERENCE_DIR})`, () => {
+  for (const config of configs) {
+    describe(config, () => {
+      let model: Model;
+      let f16: Model;
+      const cases = referenceCases(config);
+
+      beforeAll(async () => {
+        const src = join(REFERENCE_DIR, config);
+        await convertModel({ input: join(src, 'hf-native'), output: join(work, config, 'f32'), type: 'f32' });
+        await convertModel({ input: join(src, 'hf-native'), output: join(work, config, 'f16'), type: 'f16' });
+        await convertModel({ input: materializeOrig(config, join(work, config, 'hf-orig')), output: join(work, config, 'orig-f32'), type: 'f32' });
+        model = await loadModel({ model: join(work, config, 'f32'), threads: 2 });
+        f16 = await loadModel({ model: join(work, config, 'f16'), threads: 2 });
+      });
+      afterAll(async () => {
+        await model?.dispose();
+        await f16?.dispose();
+      });
+
+      it('both checkpoint layouts convert to identical tensors', async () => {
+        for (const file of ['llm.gguf', 'vision.gguf']) {
+          const a = join(work, config, 'f32', file);
+          const b = join(work, config, 'orig-f32', file);
+          const ia = await readGgufInfo(a);
+          const ib = await readGgufInfo(b);
+          expect(ib.tensors.map((t) => [t.name, t.shape])).toEqual(ia.tensors.map((t) => [t.name, t.shape]));
+          for (const t of ia.tensors) {
+            expect(Buffer.from((await readGgufTensor(b, t.name)).buffer).equals(Buffer.from((await readGgufTensor(a, t.name)).buffer)), t.name).toBe(true);
+          }
+        }
+      });
+
+      for (const c of cases) {
+        const label = c.manifest.case;
+        it(`${label}: vision stages match stage by stage`, async () => {
+          const perImage = await Promise.all(c.manifest.images.map((i) => model.encodeWithStages(join(REPO_ROOT, i.file))));
+          // pixel_levels: exact uint8 levels recovered from the normalized pixels.
+          const pixels = perImage.flatMap((r) => Array.from(r.pixels, (v) => Math.round((v + 1) * 127.5)));
+          const refLevels = c.stage('pixel_levels') as Uint8Array;
+          let maxLevelDiff = refLevels.length === pixels.length ? 0 : Number.POSITIVE_INFINITY;
+          for (let i = 0; i < refLevels.length && maxLevelDiff !== Number.POSITIVE_INFINITY; i++) {
+            maxLevelDiff = Math.max(maxLevelDiff, Math.abs(pixels[i]! - refLevels[i]!));
+          }
+          expect(maxLevelDiff, `${config}/${label}: first divergence at stage 'pixel_levels'`).toBe(0);
+          const names = Object.keys(c.manifest.stages).filter((n) => n !== 'pixel_levels' && n !== 'prefill_logits');
+          const ours: Record<string, number[]> = {};
+          for (const n of names) ours[n] = perImage.flatMap((r) => Array.from(r.stages[n]?.data ?? []));
+          compareStages(c, ours, names);
+        });
+
+        it(`${label}: input ids, prefill logits, greedy tokens and top-5 log-probabilities`, async () => {
+          const prompt = promptOf(c);
+          const { ids, logits } = await model.debugPrefill(prompt);
+          expect(ids, `${config}/${label}: first divergence at stage 'input_ids'`).toEqual(c.manifest.input_ids);
+          const ref = c.stage('prefill_logits') as Float32Array;
+          const mine = ref.length === logits.length ? logits : logits.slice(logits.length - ref.length);
+          const err = relativeError(mine, ref);
+          expect(err, `${config}/${label}: first divergence at stage 'prefill_logits'`).toBeLessThanOrEqual(STAGE_TOLERANCE);
+          const r = await model.complete(prompt, { maxTokens: c.manifest.max_new_tokens, topLogprobs: 5 });
+          expect(r.tokens, `${config}/${label}: greedy tokens`).toEqual(c.manifest.greedy.tokens);
+          r.logprobs!.forEach((step, i) => {
+            const refStep = c.manifest.greedy.top5[i]!;
+            expect(step.map((t) => t.id), `${config}/${label}: top-5 ids at step ${i}`).toEqual(refStep.map((t) => t.id));
+            step.forEach((t, j) => expect(Math.abs(t.logprob - refStep[j]!.logprob), `top-5 logprob at step ${i}`).toBeLessThanOrEqual(LOGPROB_TOLERANCE));
+          });
+        });
+
+        it(`${label}: f16 gives the same greedy tokens until the reference is within 0.1 of a tie`, async () => {
+          const r = await f16.complete(promptOf(c), { maxTokens: c.manifest.max_new_tokens, topLogprobs: 2 });
+          const refTop = c.manifest.greedy.top5;
+          for (let i = 0; i < r.tokens.length; i++) {
+            const gap = refTop[i] && refTop[i]!.length > 1 ? refTop[i]![0]!.logprob - refTop[i]![1]!.logprob : Infinity;
+            if (gap < 0.1) break;
+            expect(r.tokens[i], `${config}/${label}: f16 token ${i}`).toBe(c.manifest.greedy.tokens[i]);
+          }
+        });
+      }
+    });
+  }
+});
