@@ -18,6 +18,25 @@ export type { ConvertType } from './convert/plan';
 /** File names inside a converted model folder. */
 export const MODEL_FILES = { llm: 'llm.gguf', vision: 'vision.gguf' } as const;
 
+/** Removes staging folders left by conversions whose process died (killed, power loss). */
+function removeStaleStaging(output: string): void {
+  for (const name of readdirSync(output)) {
+    const m = /^\.converting-(\d+)-/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (err) {
+        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (!alive) rmSync(join(output, name), { recursive: true, force: true });
+  }
+}
+
 /** Output types accepted by {@link convertModel}. */
 export const CONVERT_TYPES: readonly ConvertType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_k_m'];
 
@@ -106,7 +125,8 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
   const total = [...plans.vision, ...plans.llm].reduce((s, t) => s + t.byteLength, 0);
 
   mkdirSync(output, { recursive: true });
-  const staging = mkdtempSync(join(output, '.converting-'));
+  removeStaleStaging(output);
+  const staging = mkdtempSync(join(output, `.converting-${process.pid}-`));
   try {
     let before = 0;
     for (const file of ['vision', 'llm'] as const) {

@@ -6,7 +6,7 @@
 // Output: <out>/videollama3.node (default build/Release). cmake-js works in build-cmake/<variant>
 // because `node-gyp rebuild` wipes build/, and a separate tree keeps rebuilds incremental.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,5 +50,9 @@ if (res.status !== 0) {
   process.exit(res.status ?? 1);
 }
 mkdirSync(outDir, { recursive: true });
-copyFileSync(join(workDir, config, 'videollama3.node'), join(outDir, 'videollama3.node'));
+// Copy then rename: overwriting the file in place would crash (SIGBUS) any running process that
+// has the old addon loaded; a rename gives the new build a new inode and leaves the old one mapped.
+const dest = join(outDir, 'videollama3.node');
+copyFileSync(join(workDir, config, 'videollama3.node'), `${dest}.tmp`);
+renameSync(`${dest}.tmp`, dest);
 process.stderr.write(`build-native: wrote ${join(outDir, 'videollama3.node')}\n`);

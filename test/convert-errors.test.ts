@@ -1,6 +1,6 @@
 // Bad checkpoints and bad files give a typed, precise error, leave nothing behind, and never
 // take the process down.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -151,6 +151,17 @@ describe('converter errors', () => {
     expect(existsSync(out)).toBe(false);
     // An already-aborted signal rejects before any work.
     await expect(convertModel({ input: src, output: out, signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+  });
+});
+
+describe('interrupted conversions', () => {
+  it('removes the staging folder a killed conversion left behind', async () => {
+    const { src, out } = setup();
+    const stale = join(out, '.converting-2147480000-abc123');
+    mkdirSync(stale, { recursive: true });
+    writeFileSync(join(stale, 'llm.gguf.partial'), 'half a file');
+    await convertModel({ input: src, output: out, type: 'f32' });
+    expect(readdirSync(out).sort()).toEqual(['llm.gguf', 'vision.gguf']);
   });
 });
 

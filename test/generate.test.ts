@@ -143,3 +143,24 @@ describe('generate()', () => {
     expect(r.text).toBe(probe.text.slice(0, probe.text.indexOf(stopAt)));
   });
 });
+
+describe('deep models', () => {
+  it('builds graphs for as many layers as the released 7B has and more (no ggml assertion)', async () => {
+    const dir = join(work, 'deep');
+    makeTinyCheckpoint(join(dir, 'hf'), {
+      layout: 'video_llama_3',
+      dtype: 'F32',
+      text: { layers: 40, hidden: 32, intermediate: 32, heads: 2, kvHeads: 1 },
+      vision: { layers: 32, hidden: 16, intermediate: 16, heads: 1 },
+    });
+    writeFileSync(join(dir, 'hf', 'preprocessor_config.json'), JSON.stringify({ min_pixels: 8 * 196, max_pixels: 16 * 196 }));
+    await convertModel({ input: join(dir, 'hf'), output: join(dir, 'model'), type: 'f32' });
+    const deep = await loadModel({ model: join(dir, 'model'), threads: 1, contextSize: 256 });
+    try {
+      const r = await deep.complete({ text: 'hi', images: [IMAGE] }, { maxTokens: 2 });
+      expect(r.tokens.length).toBeGreaterThan(0);
+    } finally {
+      await deep.dispose();
+    }
+  });
+});

@@ -39,11 +39,9 @@ KvCache::KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_backend_t backen
     throw Error(ErrorCode::OutOfMemory,
                 format("Cannot allocate a KV cache of %lld positions", static_cast<long long>(capacity)));
   }
-  alloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
 }
 
 KvCache::~KvCache() {
-  if (alloc_ != nullptr) ggml_gallocr_free(alloc_);
   if (buffer_ != nullptr) ggml_backend_buffer_free(buffer_);
   if (ctx_ != nullptr) ggml_free(ctx_);
 }
@@ -71,7 +69,7 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend) : backend_(backen
             hp_.ffn_dim > 0,
         ErrorCode::InvalidModel, format("%s: inconsistent qwen2 hyper-parameters", file.path().c_str()));
 
-  weights_ = std::make_unique<Weights>(file, backend);
+  weights_ = std::make_unique<Weights>(file, backend, std::initializer_list<const char*>{"token_embd.weight"});  // get_rows needs plain rows
   const Weights& w = *weights_;
   const GgufTensorInfo* emb = file.find_tensor("token_embd.weight");
   check(emb != nullptr && emb->ne[0] == hp_.dim, ErrorCode::InvalidModel,
@@ -106,8 +104,8 @@ std::unique_ptr<KvCache> Qwen2Model::new_cache(int64_t capacity) const {
   return std::make_unique<KvCache>(hp_, capacity, backend_);
 }
 
-std::vector<float> Qwen2Model::forward(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
-                                       const std::atomic<bool>* abort_flag, int64_t batch) const {
+std::vector<float> Qwen2Model::forward(KvCache& cache, const DecoderInput& in, bool all_logits, ggml_gallocr_t alloc,
+                                       int threads, const std::atomic<bool>* abort_flag, int64_t batch) const {
   check(in.n > 0, ErrorCode::InvalidArgument, "empty decoder input");
   check((in.ids == nullptr) != (in.embd == nullptr), ErrorCode::InvalidArgument, "decoder input needs ids or embeddings");
   check(cache.size() + in.n <= cache.capacity(), ErrorCode::InvalidArgument,
@@ -126,18 +124,20 @@ std::vector<float> Qwen2Model::forward(KvCache& cache, const DecoderInput& in, b
     if (in.ids != nullptr) part.ids = in.ids + start;
     else part.embd = in.embd + start * hp_.dim;
     const bool last = start + part.n == in.n;
-    std::vector<float> logits = forward_chunk(cache, part, all_logits, threads, abort_flag);
+    std::vector<float> logits = forward_chunk(cache, part, all_logits, alloc, threads, abort_flag);
     if (all_logits) out.insert(out.end(), logits.begin(), logits.end());
     else if (last) out = std::move(logits);
   }
   return out;
 }
 
-std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
+std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput& in, bool all_logits,
+                                             ggml_gallocr_t alloc, int threads,
                                              const std::atomic<bool>* abort_flag) const {
   const int64_t n = in.n, n_past = cache.size(), L = n_past + n;
   const int64_t D = hp_.dim, hd = hp_.head_dim(), nh = hp_.n_heads, nkv = hp_.n_kv_heads;
-  const size_t n_nodes = 64 + 40 * static_cast<size_t>(hp_.n_layers);
+  // Generous: ~50 tensors per layer today; running out would be a ggml assertion, not an error.
+  const size_t n_nodes = 256 + 128 * static_cast<size_t>(hp_.n_layers);
   ggml_init_params ip{ggml_tensor_overhead() * n_nodes + ggml_graph_overhead_custom(n_nodes, false), nullptr, true};
   std::unique_ptr<ggml_context, CtxDeleter> owner(ggml_init(ip));
   ggml_context* ctx = owner.get();
@@ -181,14 +181,16 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     ggml_build_forward_expand(gf, ggml_cpy(ctx, v, ggml_view_3d(ctx, vc, hd, nkv, n, vc->nb[1], vc->nb[2], n_past * vc->nb[2])));
     ggml_tensor* k_all = ggml_view_3d(ctx, kc, hd, nkv, L, kc->nb[1], kc->nb[2], 0);           // [hd, nkv, L]
     ggml_tensor* v_all = ggml_view_3d(ctx, vc, hd, nkv, L, vc->nb[1], vc->nb[2], 0);
-    k_all = ggml_permute(ctx, k_all, 0, 2, 1, 3);                                              // [hd, L, nkv]
+    // Contiguous operands let ggml use its blocked f32 GEMM for QK^T and PV (the strided
+    // views would fall back to one dot product per output element).
+    k_all = ggml_cont(ctx, ggml_permute(ctx, k_all, 0, 2, 1, 3));                             // [hd, L, nkv]
     ggml_tensor* v_t = ggml_cont(ctx, ggml_permute(ctx, v_all, 1, 2, 0, 3));                   // [L, hd, nkv]
-    q = ggml_permute(ctx, q, 0, 2, 1, 3);                                                      // [hd, n, nh]
+    q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                                     // [hd, n, nh]
     ggml_tensor* attn = layers::attention(ctx, q, k_all, v_t, mask, scale);                    // [hd, nh, n]
     attn = ggml_reshape_2d(ctx, attn, D, n);
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, W.wo, attn));
     h = layers::rms_norm(ctx, x, W.ffn_norm, hp_.eps);
-    ggml_tensor* ffn = ggml_mul(ctx, ggml_silu(ctx, ggml_mul_mat(ctx, W.w_gate, h)), ggml_mul_mat(ctx, W.w_up, h));
+    ggml_tensor* ffn = ggml_swiglu_split(ctx, ggml_mul_mat(ctx, W.w_gate, h), ggml_mul_mat(ctx, W.w_up, h));  // silu(g)·u
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, W.w_down, ffn));                                    // [D, n]
   }
   if (!all_logits && n > 1) x = ggml_view_2d(ctx, x, D, 1, x->nb[1], (n - 1) * x->nb[1]);   // last row
@@ -197,7 +199,7 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   ggml_set_output(logits);
   ggml_build_forward_expand(gf, logits);
 
-  check(ggml_gallocr_alloc_graph(cache.alloc_, gf), ErrorCode::OutOfMemory, "Cannot allocate decoder working memory");
+  check(ggml_gallocr_alloc_graph(alloc, gf), ErrorCode::OutOfMemory, "Cannot allocate decoder working memory");
   if (ids != nullptr) ggml_backend_tensor_set(ids, in.ids, 0, ggml_nbytes(ids));
   if (embd != nullptr) ggml_backend_tensor_set(embd, in.embd, 0, ggml_nbytes(embd));
   // RoPE tables in f32 exactly as the reference computes them: inv_freq = 1/θ^(2i/hd), angle = pos·inv_freq.

@@ -47,7 +47,6 @@ class KvCache {
   int64_t n_past_ = 0;
   ggml_context* ctx_ = nullptr;
   ggml_backend_buffer_t buffer_ = nullptr;
-  ggml_gallocr_t alloc_ = nullptr;  // compute memory, reused across steps
   std::vector<ggml_tensor*> k_, v_;  // per layer [head_dim, n_kv_heads, capacity]
 };
 
@@ -63,23 +62,25 @@ class Qwen2Model {
   Qwen2Model(GgufFile& file, ggml_backend_t backend);
 
   const Qwen2Hparams& hparams() const { return hp_; }
+  size_t weight_bytes() const { return weights_->bytes(); }
   std::unique_ptr<KvCache> new_cache(int64_t capacity) const;
 
   /**
    * Appends `in` at positions cache.size().. and returns the logits of its last row
    * ([n_vocab]), or of every row ([n, n_vocab] row-major) with `all_logits`. Long inputs are
-   * processed in chunks of `batch` rows. Throws INVALID_ARGUMENT when the cache is full or an
-   * id is out of range, ABORTED when `abort_flag` is raised.
+   * processed in chunks of `batch` rows. `alloc` holds the compute memory (shared by all
+   * sessions of a model; callers serialize). Throws INVALID_ARGUMENT when the cache is full or
+   * an id is out of range, ABORTED when `abort_flag` is raised.
    */
-  std::vector<float> forward(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
+  std::vector<float> forward(KvCache& cache, const DecoderInput& in, bool all_logits, ggml_gallocr_t alloc, int threads,
                              const std::atomic<bool>* abort_flag, int64_t batch = 512) const;
 
  private:
   struct Layer {
     ggml_tensor *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *ffn_norm, *w_gate, *w_up, *w_down;
   };
-  std::vector<float> forward_chunk(KvCache& cache, const DecoderInput& in, bool all_logits, int threads,
-                                   const std::atomic<bool>* abort_flag) const;
+  std::vector<float> forward_chunk(KvCache& cache, const DecoderInput& in, bool all_logits, ggml_gallocr_t alloc,
+                                   int threads, const std::atomic<bool>* abort_flag) const;
 
   Qwen2Hparams hp_;
   ggml_backend_t backend_;

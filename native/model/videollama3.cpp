@@ -14,12 +14,17 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
   install_ggml_hooks();
   backend_ = ggml_backend_cpu_init();
   check(backend_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
+  ggml_threadpool_params tp = ggml_threadpool_params_default(threads_);
+  threadpool_ = ggml_threadpool_new(&tp);
+  if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(backend_, threadpool_);
+  alloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
   try {
     GgufFile llm_file(llm_path);
     GgufFile vision_file(vision_path);
     llm_ = std::make_unique<Qwen2Model>(llm_file, backend_);
     vision_ = std::make_unique<VisionEncoder>(vision_file, backend_);
     tokenizer_ = std::make_unique<Tokenizer>(llm_file);
+    weight_bytes_ = llm_->weight_bytes() + vision_->weight_bytes();
     check(vision_->projector().output_dim() == llm_->hparams().dim, ErrorCode::InvalidModel,
           format("%s projects to width %lld but %s is %lld wide: the two files are from different models",
                  vision_path.c_str(), static_cast<long long>(vision_->projector().output_dim()), llm_path.c_str(),
@@ -53,7 +58,9 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
   } catch (...) {
     llm_.reset();
     vision_.reset();
+    ggml_gallocr_free(alloc_);
     ggml_backend_free(backend_);
+    if (threadpool_ != nullptr) ggml_threadpool_free(threadpool_);
     throw;
   }
 }
@@ -61,7 +68,9 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
 VideoLlama3::~VideoLlama3() {
   llm_.reset();
   vision_.reset();
+  if (alloc_ != nullptr) ggml_gallocr_free(alloc_);
   if (backend_ != nullptr) ggml_backend_free(backend_);
+  if (threadpool_ != nullptr) ggml_threadpool_free(threadpool_);
 }
 
 Session::Session(std::shared_ptr<const VideoLlama3> model, int64_t context_size)
@@ -91,7 +100,7 @@ std::vector<float> Session::evaluate(const std::vector<PromptSegment>& segments,
       in.n = static_cast<int64_t>(s.ids.size());
       history_.insert(history_.end(), s.ids.begin(), s.ids.end());
     }
-    std::vector<float> out = model_->llm().forward(*cache_, in, all_logits, model_->threads(), &abort_);
+    std::vector<float> out = model_->llm().forward(*cache_, in, all_logits, model_->compute_alloc(), model_->threads(), &abort_);
     if (all_logits) all.insert(all.end(), out.begin(), out.end());
     const size_t v = static_cast<size_t>(model_->llm().hparams().n_vocab);
     logits_.assign(out.end() - static_cast<std::ptrdiff_t>(v), out.end());
@@ -116,7 +125,7 @@ StepResult Session::step(const SamplingParams& params, int top_logprobs, const s
     DecoderInput in;
     in.ids = &r.id;
     in.n = 1;
-    logits_ = model_->llm().forward(*cache_, in, false, model_->threads(), &abort_);
+    logits_ = model_->llm().forward(*cache_, in, false, model_->compute_alloc(), model_->threads(), &abort_);
     history_.push_back(r.id);
   }
   return r;

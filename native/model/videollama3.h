@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ggml-backend.h"
+#include "ggml-cpu.h"
 #include "model/qwen2.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
@@ -51,9 +52,13 @@ class VideoLlama3 {
   /** The backend runs one graph at a time; every compute takes this lock. */
   std::mutex& compute_mutex() const { return compute_mutex_; }
   ggml_backend_t backend() const { return backend_; }
+  /** Compute memory for graphs, reused across calls; use only under compute_mutex(). */
+  ggml_gallocr_t compute_alloc() const { return alloc_; }
 
  private:
   ggml_backend_t backend_ = nullptr;
+  ggml_threadpool* threadpool_ = nullptr;  // persistent CPU workers, reused by every graph
+  ggml_gallocr_t alloc_ = nullptr;         // compute buffer, grown to the largest graph seen
   std::unique_ptr<Qwen2Model> llm_;
   std::unique_ptr<VisionEncoder> vision_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -19,9 +19,6 @@ constexpr int64_t kDenseAttentionMax = 2048;
 struct CtxDeleter {
   void operator()(ggml_context* c) const { ggml_free(c); }
 };
-struct AllocDeleter {
-  void operator()(ggml_gallocr_t a) const { ggml_gallocr_free(a); }
-};
 
 bool abort_requested(void* data) {
   return data != nullptr && static_cast<const std::atomic<bool>*>(data)->load();
@@ -87,7 +84,8 @@ std::vector<float> VisionEncoder::encode(const VisionSegment& seg, int threads, 
   const int64_t N = gh * gw, T = N / (m * m), D = hp_.dim, H = projector_->output_dim();
   const int64_t hd = hp_.head_dim(), nh = hp_.n_heads, P = hp_.patch_values();
 
-  const size_t n_nodes = 64 + 48 * static_cast<size_t>(hp_.n_layers);
+  // Generous: ~55 tensors per layer today; running out would be a ggml assertion, not an error.
+  const size_t n_nodes = 256 + 128 * static_cast<size_t>(hp_.n_layers);
   ggml_init_params ip{ggml_tensor_overhead() * n_nodes + ggml_graph_overhead_custom(n_nodes, false), nullptr, true};
   std::unique_ptr<ggml_context, CtxDeleter> ctx_owner(ggml_init(ip));
   ggml_context* ctx = ctx_owner.get();
@@ -121,8 +119,9 @@ std::vector<float> VisionEncoder::encode(const VisionSegment& seg, int threads, 
     k = layers::rotary(ctx, k, cos, sin);
     ggml_tensor* attn;
     if (N <= kDenseAttentionMax) {
-      q = ggml_permute(ctx, q, 0, 2, 1, 3);                       // [hd, N, nh]
-      k = ggml_permute(ctx, k, 0, 2, 1, 3);                       // [hd, N, nh]
+      // Contiguous operands: ggml's blocked f32 GEMM instead of per-element dot products.
+      q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));      // [hd, N, nh]
+      k = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));      // [hd, N, nh]
       ggml_tensor* v_t = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [N, hd, nh]
       attn = layers::attention(ctx, q, k, v_t, nullptr, scale);   // [hd, nh, N]
     } else {
@@ -154,8 +153,11 @@ std::vector<float> VisionEncoder::encode(const VisionSegment& seg, int threads, 
   ggml_set_output(out);
   ggml_build_forward_expand(gf, out);
 
-  std::unique_ptr<ggml_gallocr, AllocDeleter> alloc(ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_)));
-  check(alloc != nullptr && ggml_gallocr_alloc_graph(alloc.get(), gf), ErrorCode::OutOfMemory,
+  // A fresh allocator per segment: graphs differ from call to call (stage outputs, sizes), and a
+  // reused ggml_gallocr crashed on such a sequence. Allocation is small next to the encode.
+  std::unique_ptr<ggml_gallocr, void (*)(ggml_gallocr_t)> own(
+      ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_)), ggml_gallocr_free);
+  check(own != nullptr && ggml_gallocr_alloc_graph(own.get(), gf), ErrorCode::OutOfMemory,
         format("Cannot allocate %lld vision tokens' working memory", static_cast<long long>(N)));
 
   // Inputs: pixels and the 2-D RoPE tables for unmerged patch positions in merge-block order.

@@ -44,6 +44,7 @@ class VisionEncoder {
   VisionEncoder(GgufFile& file, ggml_backend_t backend);
 
   const VisionHparams& hparams() const { return hp_; }
+  size_t weight_bytes() const { return weights_->bytes(); }
   const Projector& projector() const { return *projector_; }
 
   /**

@@ -15,8 +15,13 @@ namespace vl3 {
 
 class Weights {
  public:
-  /** Loads all tensors of `file` into a buffer of `backend`. Throws vl3::Error. */
-  Weights(GgufFile& file, ggml_backend_t backend);
+  /**
+   * Loads all tensors of `file` into buffers of `backend`. On the CPU, matrices whose type has
+   * an interleaved ("repacked") matmul kernel for this CPU go into ggml's CPU_REPACK buffer (the
+   * layout llama.cpp uses); `no_repack` names tensors that must keep the plain layout (rows read
+   * by get_rows). Throws vl3::Error.
+   */
+  Weights(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack = {});
   ~Weights();
   Weights(const Weights&) = delete;
   Weights& operator=(const Weights&) = delete;
@@ -30,9 +35,14 @@ class Weights {
   size_t bytes() const;
 
  private:
+  void load(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack);
+  void release();
+
   std::string path_;
-  ggml_context* ctx_ = nullptr;
+  ggml_context* ctx_ = nullptr;         // plain tensors
+  ggml_context* repack_ctx_ = nullptr;  // tensors in the CPU_REPACK buffer
   ggml_backend_buffer_t buffer_ = nullptr;
+  ggml_backend_buffer_t repack_buffer_ = nullptr;
   std::map<std::string, ggml_tensor*> tensors_;
 };
 
