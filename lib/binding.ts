@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VideoLlama3Error, fromNativeError } from './errors';
+import type { ModelInfo } from './model';
 
 /** Metadata value types the converter writes. */
 export type NativeKvType = 'u32' | 'i32' | 'u64' | 'f32' | 'bool' | 'str' | 'str[]' | 'i32[]' | 'u32[]' | 'f32[]';
@@ -60,30 +61,11 @@ export interface NativeStage {
   cols: number;
 }
 
-export interface NativeModelInfo {
-  llm: { vocabSize: number; hiddenSize: number; layers: number; heads: number; kvHeads: number; trainContextSize: number };
-  vision: { hiddenSize: number; layers: number; heads: number; patchSize: number };
-  preprocess: {
-    mean: number[];
-    std: number[];
-    imageMinPixels: number;
-    imageMaxPixels: number;
-    imageMergeSize: number;
-    videoMinPixels: number;
-    videoMaxPixels: number;
-    videoMergeSize: number;
-    fps: number;
-    minFrames: number;
-    maxFrames: number;
-    pruneThreshold: number;
-    useTokenCompression: boolean;
-  };
-  imageTokenId: number;
-  videoTokenId: number;
-  eosIds: number[];
+/** What the native model reports: the public ModelInfo less `contextSize`, plus internals. */
+export type NativeModelInfo = Omit<ModelInfo, 'contextSize' | 'preprocess'> & {
+  preprocess: ModelInfo['preprocess'] & { imageMergeSize: number; videoMergeSize: number; useTokenCompression: boolean };
   chatTemplate: string;
-  weightBytes: number;
-}
+};
 
 /** An opaque flag a running native job polls; raised by `raiseAbort`. */
 export type NativeAbortHandle = { readonly __brand: 'abort-handle' };

@@ -7,20 +7,13 @@
 #include "common/status.h"
 #include "ggml-cpu.h"
 #include "model/gguf_names.h"
+#include "model/compute.h"
 #include "model/layers.h"
 
 namespace vl3 {
 namespace {
 
 namespace key = names::key;
-
-struct CtxDeleter {
-  void operator()(ggml_context* c) const { ggml_free(c); }
-};
-
-bool abort_requested(void* data) {
-  return data != nullptr && static_cast<const std::atomic<bool>*>(data)->load();
-}
 
 }  // namespace
 
@@ -138,10 +131,8 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   const int64_t D = hp_.dim, hd = hp_.head_dim(), nh = hp_.n_heads, nkv = hp_.n_kv_heads;
   // Generous: ~50 tensors per layer today; running out would be a ggml assertion, not an error.
   const size_t n_nodes = 256 + 128 * static_cast<size_t>(hp_.n_layers);
-  ggml_init_params ip{ggml_tensor_overhead() * n_nodes + ggml_graph_overhead_custom(n_nodes, false), nullptr, true};
-  std::unique_ptr<ggml_context, CtxDeleter> owner(ggml_init(ip));
+  GraphContext owner = new_graph_context(n_nodes);
   ggml_context* ctx = owner.get();
-  check(ctx != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the decoder graph");
   ggml_cgraph* gf = ggml_new_graph_custom(ctx, n_nodes, false);
 
   ggml_tensor* x;
@@ -223,14 +214,7 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     ggml_backend_tensor_set(mask, m.data(), 0, ggml_nbytes(mask));
   }
 
-  if (ggml_backend_is_cpu(backend_)) {
-    ggml_backend_cpu_set_n_threads(backend_, threads);
-    ggml_backend_cpu_set_abort_callback(backend_, abort_requested, const_cast<std::atomic<bool>*>(abort_flag));
-  }
-  const ggml_status st = ggml_backend_graph_compute(backend_, gf);
-  if (ggml_backend_is_cpu(backend_)) ggml_backend_cpu_set_abort_callback(backend_, nullptr, nullptr);
-  if (abort_flag != nullptr && abort_flag->load()) throw Error(ErrorCode::Aborted, "Generation was aborted");
-  check(st == GGML_STATUS_SUCCESS, ErrorCode::Internal, "Decoder graph computation failed");
+  compute_graph(backend_, gf, threads, abort_flag, "Generation");
   cache.n_past_ = L;
 
   std::vector<float> out(static_cast<size_t>(ggml_nelements(logits)));

@@ -6,6 +6,7 @@
 #include "ggml-alloc.h"
 #include "ggml-cpu.h"
 #include "model/gguf_names.h"
+#include "model/compute.h"
 #include "model/layers.h"
 
 namespace vl3 {
@@ -15,14 +16,6 @@ namespace key = names::key;
 
 /** Segments longer than this use flash attention (memory O(N) instead of O(N²)). */
 constexpr int64_t kDenseAttentionMax = 2048;
-
-struct CtxDeleter {
-  void operator()(ggml_context* c) const { ggml_free(c); }
-};
-
-bool abort_requested(void* data) {
-  return data != nullptr && static_cast<const std::atomic<bool>*>(data)->load();
-}
 
 }  // namespace
 
@@ -86,10 +79,8 @@ std::vector<float> VisionEncoder::encode(const VisionSegment& seg, int threads, 
 
   // Generous: ~55 tensors per layer today; running out would be a ggml assertion, not an error.
   const size_t n_nodes = 256 + 128 * static_cast<size_t>(hp_.n_layers);
-  ggml_init_params ip{ggml_tensor_overhead() * n_nodes + ggml_graph_overhead_custom(n_nodes, false), nullptr, true};
-  std::unique_ptr<ggml_context, CtxDeleter> ctx_owner(ggml_init(ip));
+  GraphContext ctx_owner = new_graph_context(n_nodes);
   ggml_context* ctx = ctx_owner.get();
-  check(ctx != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the vision graph");
   ggml_cgraph* gf = ggml_new_graph_custom(ctx, n_nodes, false);
   std::vector<std::pair<std::string, ggml_tensor*>> stages;
   auto stage = [&](const std::string& name, ggml_tensor* t) {
@@ -192,14 +183,7 @@ std::vector<float> VisionEncoder::encode(const VisionSegment& seg, int threads, 
   ggml_backend_tensor_set(cos, cos_v.data(), 0, ggml_nbytes(cos));
   ggml_backend_tensor_set(sin, sin_v.data(), 0, ggml_nbytes(sin));
 
-  if (ggml_backend_is_cpu(backend_)) {
-    ggml_backend_cpu_set_n_threads(backend_, threads);
-    ggml_backend_cpu_set_abort_callback(backend_, abort_requested, const_cast<std::atomic<bool>*>(abort_flag));
-  }
-  const ggml_status st = ggml_backend_graph_compute(backend_, gf);
-  if (ggml_backend_is_cpu(backend_)) ggml_backend_cpu_set_abort_callback(backend_, nullptr, nullptr);
-  if (abort_flag != nullptr && abort_flag->load()) throw Error(ErrorCode::Aborted, "Vision encoding was aborted");
-  check(st == GGML_STATUS_SUCCESS, ErrorCode::Internal, "Vision graph computation failed");
+  compute_graph(backend_, gf, threads, abort_flag, "Vision encoding");
 
   if (sink != nullptr) {
     for (const auto& [name, t] : stages) {
