@@ -63,7 +63,7 @@ export interface NativeStage {
 
 /** What the native model reports: the public ModelInfo less `contextSize`, plus internals. */
 export type NativeModelInfo = Omit<ModelInfo, 'contextSize' | 'preprocess'> & {
-  preprocess: ModelInfo['preprocess'] & { imageMergeSize: number; videoMergeSize: number; useTokenCompression: boolean };
+  preprocess: ModelInfo['preprocess'] & { imageMergeSize: number; videoMergeSize: number };
   chatTemplate: string;
 };
 
@@ -150,6 +150,31 @@ export interface NativeBinding {
   resizeBicubic(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Buffer;
   /** Target size of the image resize (spec §5.2: transformers' smart_resize, bit-exact); throws on aspect > 200. */
   smartResize(height: number, width: number, factor: number, minPixels: number, maxPixels: number): { height: number; width: number };
+  /** Per-frame target size of a video of numFrames frames (spec §6.2: budget maxPixels / numFrames). */
+  videoFrameSize(
+    height: number,
+    width: number,
+    numFrames: number,
+    opts: { patchSize: number; mergeSize: number; minPixels: number; maxPixels: number },
+  ): { height: number; width: number };
+  /** Streaming per-frame resize + patchify + differential pruning (native/media/video.h); await each push. */
+  createVideoPreprocessor(opts: {
+    patchSize: number;
+    mergeSize: number;
+    height: number;
+    width: number;
+    mean: number[];
+    std: number[];
+    pruneThreshold: number;
+  }): {
+    push(rgb: Uint8Array, width: number, height: number): Promise<{
+      pixels: Float32Array;
+      keep: Uint8Array;
+      kept: number;
+      gridH: number;
+      gridW: number;
+    }>;
+  };
   benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{
     secondsPerRep: number;
     gflops: number;

@@ -48,6 +48,8 @@ export interface GenerationResult {
   timings: Timings;
   /** Per generated token, the `topLogprobs` most likely tokens before sampling (when asked for). */
   logprobs?: TokenLogprob[][];
+  /** Per video in the prompt: sampled frame timestamps (seconds) and tokens kept per frame. */
+  videos?: { timestamps: number[]; tokensPerFrame: number[] }[];
 }
 
 /**

@@ -7,10 +7,11 @@ import { MODEL_FILES } from './convert';
 import { VideoLlama3Error, fromNativeError } from './errors';
 import { Generation, type FinishReason, type GenerationResult, type TokenLogprob } from './generation';
 import { decodeImage } from './media/image';
-import { renderPrompt, toMessages, type ImageInput, type Prompt } from './prompt';
+import { formatTimestamp, planVideo } from './media/video';
+import { renderPrompt, toMessages, type ImageInput, type Prompt, type VideoPartOptions, type VideoPromptInput } from './prompt';
 import { Scheduler } from './scheduler';
 import { checkKnownKeys, intOption, invalid, signalOption, stringOption } from './validate';
-import { VisionTokens } from './vision-tokens';
+import { VisionTokens, type VideoTokenLayout } from './vision-tokens';
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
@@ -51,9 +52,25 @@ export interface GenerateOptions {
 }
 
 /** Options of {@link Model.encode}. */
-export interface EncodeOptions {
+export interface EncodeOptions extends VideoPartOptions {
   /** Aborts encoding; the call rejects with `signal.reason`. */
   signal?: AbortSignal;
+}
+
+/** What {@link Model.estimate} predicts for a prompt, before any vision encoding. */
+export interface PromptEstimate {
+  /** Prompt positions: text plus vision tokens. */
+  promptTokens: number;
+  textTokens: number;
+  visionTokens: number;
+  /** Tokens per image, in prompt order. */
+  images: { tokens: number; grid: [number, number] }[];
+  /** Per video, in prompt order: sampled frame timestamps and tokens kept per frame. */
+  videos: VideoTokenLayout[];
+  /** KV-cache bytes for the prompt plus `maxTokens` generated tokens. */
+  kvCacheBytes: number;
+  /** Whether prompt + `maxTokens` fit the context size. */
+  fits: boolean;
 }
 
 /** Static facts about a loaded model. */
@@ -71,6 +88,8 @@ export interface ModelInfo {
     minFrames: number;
     maxFrames: number;
     pruneThreshold: number;
+    /** Whether the model prunes video tokens (differential frame pruning). */
+    useTokenCompression: boolean;
   };
   imageTokenId: number;
   videoTokenId: number;
@@ -175,14 +194,19 @@ export class Model {
   }
 
   /**
-   * Encodes one image into {@link VisionTokens} (decode, resize, vision encoder, projector),
-   * reusable in later prompts without a second vision pass.
+   * Encodes an image or a video into {@link VisionTokens} (decode, resize, vision encoder,
+   * projector; for videos also frame sampling and pruning), reusable in later prompts without a
+   * second vision pass. Videos are recognised by file extension (.mp4, .webm, .mov, .mkv, .avi,
+   * .gif with `kind: 'video'`), by decoded-frame input, or by `kind: 'video'`.
    */
-  async encode(image: ImageInput, options: EncodeOptions = {}): Promise<VisionTokens> {
-    checkKnownKeys('encode', options, ['signal']);
+  async encode(input: ImageInput | VideoPromptInput, options: EncodeOptions & { kind?: 'image' | 'video' } = {}): Promise<VisionTokens> {
+    checkKnownKeys('encode', options, ['signal', 'fps', 'maxFrames', 'pruneThreshold', 'kind']);
     const signal = signalOption('signal', options.signal);
     signal?.throwIfAborted();
-    return (await this.#encode(image, signal, false)).tokens;
+    if (options.kind === 'video' || (options.kind === undefined && looksLikeVideo(input))) {
+      return this.#encodeVideo(input as VideoPromptInput, options, signal);
+    }
+    return (await this.#encode(input as ImageInput, signal, false)).tokens;
   }
 
   /** @internal Encoding with every intermediate stage (parity tests). */
@@ -229,23 +253,189 @@ export class Model {
   /** Renders, tokenizes and encodes a prompt into decoder segments. */
   async #buildPrompt(prompt: Prompt, signal: AbortSignal | undefined) {
     const nm = this.#live();
-    const pieces = renderPrompt(toMessages(prompt));
-    const segments: ({ ids: Int32Array } | { embeddings: Float32Array; rows: number })[] = [];
-    const ids: number[] = []; // with image placeholder ids, as the reference's input_ids
-    let visionTokens = 0;
-    for (const piece of pieces) {
+    type Item = { text: string } | { tokens: VisionTokens; from: number; rows: number; placeholder: number };
+    const items: Item[] = [];
+    const videos: VideoTokenLayout[] = [];
+    for (const piece of renderPrompt(toMessages(prompt))) {
       if ('text' in piece) {
-        const t = nm.tokenize(piece.text.normalize('NFC'), true);
-        segments.push({ ids: t });
-        ids.push(...t);
-      } else {
+        items.push({ text: piece.text });
+      } else if ('image' in piece) {
         const { tokens } = await this.#encode(piece.image, signal, false);
-        segments.push({ embeddings: tokens.rawData(), rows: tokens.shape[0] });
-        visionTokens += tokens.shape[0];
-        for (let i = 0; i < tokens.shape[0]; i++) ids.push(this.info.imageTokenId);
+        items.push({ tokens, from: 0, rows: tokens.shape[0], placeholder: this.info.imageTokenId });
+      } else {
+        // Spec §6.5: per frame "Time t.ts:" then its kept tokens, frames joined by ",".
+        const tokens = await this.#encodeVideo(piece.video, piece.options, signal);
+        const layout = tokens.video!;
+        videos.push(layout);
+        let from = 0;
+        layout.tokensPerFrame.forEach((n, k) => {
+          items.push({ text: `${k > 0 ? ',' : ''}Time ${formatTimestamp(layout.timestamps[k]!)}s:` });
+          items.push({ tokens, from, rows: n, placeholder: this.info.videoTokenId });
+          from += n;
+        });
       }
     }
-    return { segments, ids, promptTokens: ids.length, visionTokens };
+    const segments: ({ ids: Int32Array } | { embeddings: Float32Array; rows: number })[] = [];
+    const ids: number[] = []; // with vision placeholder ids, as the reference's input_ids
+    let visionTokens = 0;
+    let text = '';
+    const flush = (): void => {
+      if (!text) return;
+      const t = nm.tokenize(text.normalize('NFC'), true);
+      segments.push({ ids: t });
+      for (const id of t) ids.push(id);
+      text = '';
+    };
+    for (const item of items) {
+      if ('text' in item) {
+        text += item.text; // adjacent text is tokenized as one string, as the reference does
+        continue;
+      }
+      flush();
+      if (item.rows === 0) continue;
+      const cols = item.tokens.shape[1];
+      segments.push({ embeddings: item.tokens.rawData().subarray(item.from * cols, (item.from + item.rows) * cols), rows: item.rows });
+      visionTokens += item.rows;
+      for (let i = 0; i < item.rows; i++) ids.push(item.placeholder);
+    }
+    flush();
+    return { segments, ids, promptTokens: ids.length, visionTokens, videos };
+  }
+
+  /**
+   * Encodes a video: frames sampled as the reference does, each resized to the per-frame budget,
+   * encoded as its own attention segment and projected; tokens whose pixels barely changed since
+   * the previous sampled frame are dropped. Frames stream from the decoder: memory holds one
+   * frame's pixels plus the kept tokens.
+   */
+  async #encodeVideo(input: VideoPromptInput, options: VideoPartOptions, signal: AbortSignal | undefined): Promise<VisionTokens> {
+    const nm = this.#live();
+    if (input instanceof VisionTokens) {
+      if (input.modelId !== this.#id) throw new VideoLlama3Error('INVALID_ARGUMENT', 'These VisionTokens were made by another model');
+      if (!input.video) throw new VideoLlama3Error('INVALID_ARGUMENT', 'These VisionTokens are an image; pass them as an image, not a video');
+      return input;
+    }
+    const p = this.info.preprocess;
+    const fps = numberOption('fps', options.fps, 0, 1000, p.fps, true);
+    const maxFrames = intOption('maxFrames', options.maxFrames, 1, 10000, p.maxFrames);
+    const pruneThreshold = numberOption('pruneThreshold', options.pruneThreshold, 0, 1000, p.pruneThreshold);
+    const plan = await planVideo(input, { fps, maxFrames, minFrames: Math.min(p.minFrames, maxFrames), ...(signal ? { signal } : {}) });
+    const patchSize = this.info.vision.patchSize;
+    const size = native().videoFrameSize(plan.metadata.height, plan.metadata.width, plan.indices.length, {
+      patchSize,
+      mergeSize: 2,
+      minPixels: p.videoMinPixels,
+      maxPixels: p.videoMaxPixels,
+    });
+    const pre = native().createVideoPreprocessor({
+      patchSize, mergeSize: 2, height: size.height, width: size.width, mean: p.mean, std: p.std,
+      pruneThreshold: p.useTokenCompression ? pruneThreshold : 0,
+    });
+    const handle = native().createAbortHandle();
+    const onAbort = (): void => native().raiseAbort(handle);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const kept: Float32Array[] = [];
+    const tokensPerFrame: number[] = [];
+    let grid: [number, number] = [0, 0];
+    let cols = this.info.llm.hiddenSize;
+    try {
+      for await (const frame of plan.frames()) {
+        const f = await call(pre.push(frame.data, frame.width, frame.height));
+        grid = [f.gridH, f.gridW];
+        const enc = await this.#scheduler.run(() => call(nm.encodeImage(f.pixels, f.gridH, f.gridW, 2, { abortHandle: handle })));
+        cols = enc.cols;
+        const out = new Float32Array(f.kept * cols);
+        for (let j = 0, r = 0; j < enc.rows; j++) {
+          if (f.keep[j]) out.set(enc.embeddings.subarray(j * cols, (j + 1) * cols), (r++) * cols);
+        }
+        kept.push(out);
+        tokensPerFrame.push(f.kept);
+        signal?.throwIfAborted();
+      }
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    const total = tokensPerFrame.reduce((a, b) => a + b, 0);
+    const data = new Float32Array(total * cols);
+    let o = 0;
+    for (const k of kept) {
+      data.set(k, o);
+      o += k.length;
+    }
+    return new VisionTokens(data, total, cols, grid, 'video', this.#id, { timestamps: plan.timestamps.slice(0, tokensPerFrame.length), tokensPerFrame });
+  }
+
+  /**
+   * Predicts a prompt's cost without running the vision encoder: exact text and vision token
+   * counts (video frames are decoded to compute the pruning masks), per-frame kept tokens and the
+   * KV-cache bytes for `maxTokens` more tokens — so a server can admit or reject a request first.
+   */
+  async estimate(prompt: Prompt, options: { maxTokens?: number; signal?: AbortSignal } = {}): Promise<PromptEstimate> {
+    checkKnownKeys('estimate', options, ['maxTokens', 'signal']);
+    const maxTokens = intOption('maxTokens', options.maxTokens, 1, 32768, 512);
+    const signal = signalOption('signal', options.signal);
+    const nm = this.#live();
+    const p = this.info.preprocess;
+    const patch = this.info.vision.patchSize;
+    let text = '';
+    let textTokens = 0;
+    let visionTokens = 0;
+    const images: PromptEstimate['images'] = [];
+    const videos: VideoTokenLayout[] = [];
+    for (const piece of renderPrompt(toMessages(prompt))) {
+      if ('text' in piece) {
+        text += piece.text;
+      } else if ('image' in piece) {
+        let grid: [number, number];
+        if (piece.image instanceof VisionTokens) {
+          grid = [piece.image.grid[0], piece.image.grid[1]];
+        } else {
+          const d = await decodeImage(piece.image as Exclude<ImageInput, VisionTokens>);
+          const s = native().smartResize(d.height, d.width, patch, p.imageMinPixels, p.imageMaxPixels);
+          grid = [s.height / patch, s.width / patch];
+        }
+        images.push({ tokens: grid[0] * grid[1], grid });
+        visionTokens += grid[0] * grid[1];
+      } else {
+        const layout = piece.video instanceof VisionTokens ? piece.video.video : await this.#videoLayout(piece.video, piece.options, signal);
+        if (!layout) throw new VideoLlama3Error('INVALID_ARGUMENT', 'These VisionTokens are an image; pass them as an image, not a video');
+        videos.push(layout);
+        layout.tokensPerFrame.forEach((n, k) => {
+          text += `${k > 0 ? ',' : ''}Time ${formatTimestamp(layout.timestamps[k]!)}s:`;
+          textTokens += nm.tokenize(text.normalize('NFC'), true).length;
+          text = '';
+          visionTokens += n;
+        });
+      }
+    }
+    if (text) textTokens += nm.tokenize(text.normalize('NFC'), true).length;
+    const promptTokens = textTokens + visionTokens;
+    const { layers, kvHeads, heads, hiddenSize } = this.info.llm;
+    const kvCacheBytes = 2 * layers * kvHeads * (hiddenSize / heads) * 4 * (promptTokens + maxTokens);
+    return { promptTokens, textTokens, visionTokens, images, videos, kvCacheBytes, fits: promptTokens + maxTokens <= this.info.contextSize };
+  }
+
+  /** Frame timestamps and kept tokens of a video, from its pixels (no vision encoding). */
+  async #videoLayout(input: Exclude<VideoPromptInput, VisionTokens>, options: VideoPartOptions, signal: AbortSignal | undefined): Promise<VideoTokenLayout> {
+    const p = this.info.preprocess;
+    const fps = numberOption('fps', options.fps, 0, 1000, p.fps, true);
+    const maxFrames = intOption('maxFrames', options.maxFrames, 1, 10000, p.maxFrames);
+    const pruneThreshold = numberOption('pruneThreshold', options.pruneThreshold, 0, 1000, p.pruneThreshold);
+    const plan = await planVideo(input, { fps, maxFrames, minFrames: Math.min(p.minFrames, maxFrames), ...(signal ? { signal } : {}) });
+    const patchSize = this.info.vision.patchSize;
+    const size = native().videoFrameSize(plan.metadata.height, plan.metadata.width, plan.indices.length, {
+      patchSize, mergeSize: 2, minPixels: p.videoMinPixels, maxPixels: p.videoMaxPixels,
+    });
+    const pre = native().createVideoPreprocessor({
+      patchSize, mergeSize: 2, height: size.height, width: size.width, mean: p.mean, std: p.std,
+      pruneThreshold: p.useTokenCompression ? pruneThreshold : 0,
+    });
+    const tokensPerFrame: number[] = [];
+    for await (const frame of plan.frames()) tokensPerFrame.push((await call(pre.push(frame.data, frame.width, frame.height))).kept);
+    return { timestamps: plan.timestamps.slice(0, tokensPerFrame.length), tokensPerFrame };
   }
 
   /** @internal The prompt's input ids (placeholders for vision rows) and every row's logits (parity tests). */
@@ -307,7 +497,7 @@ export class Model {
 
     // 1. Prompt: render, encode images, tokenize text pieces.
     const tv = performance.now();
-    const { segments, promptTokens, visionTokens } = await this.#buildPrompt(prompt, signal);
+    const { segments, promptTokens, visionTokens, videos } = await this.#buildPrompt(prompt, signal);
     const visionMs = performance.now() - tv;
     if (promptTokens + 1 > this.info.contextSize) {
       throw new VideoLlama3Error(
@@ -395,6 +585,7 @@ export class Model {
         },
       };
       if (sampling.topLogprobs > 0) result.logprobs = logprobs;
+      if (videos.length > 0) result.videos = videos;
       return result;
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
@@ -420,4 +611,13 @@ function firstStop(text: string, stop: readonly string[], from: number): number 
     if (i >= 0 && (best < 0 || i < best)) best = i;
   }
   return best;
+}
+
+const VIDEO_EXTENSIONS = /\.(mp4|m4v|webm|mov|mkv|avi|mpg|mpeg|ts)$/i;
+
+/** Whether an `encode()` input is a video: decoded frames, or a path with a video extension. */
+function looksLikeVideo(input: unknown): boolean {
+  if (input instanceof VisionTokens) return input.source === 'video';
+  if (typeof input === 'string') return VIDEO_EXTENSIONS.test(input);
+  return Array.isArray(input) || (typeof input === 'object' && input !== null && Symbol.asyncIterator in input);
 }

@@ -4,21 +4,33 @@
  * before their text as `<|image_pad|>×n\n`, then `<|im_start|>assistant\n`. No default system prompt.
  */
 import { VideoLlama3Error } from './errors';
-import type { VisionTokens } from './vision-tokens';
+import type { RawImage } from './media/image';
+import type { VideoInput } from './media/video';
 
-/** Raw pixels (8-bit). `channels`: 1 gray, 3 RGB, 4 RGBA (alpha is dropped). */
-export interface RawImage {
-  data: Uint8Array | Uint8ClampedArray;
-  width: number;
-  height: number;
-  channels: 1 | 3 | 4;
-}
+export type { RawImage } from './media/image';
+import type { VisionTokens } from './vision-tokens';
 
 /** An image: a file path, an encoded image (JPEG, PNG, WebP, GIF), raw pixels, or tokens from `Model.encode()`. */
 export type ImageInput = string | Buffer | Uint8Array | RawImage | VisionTokens;
 
+/** Per-video sampling options (defaults come from the model: 1 fps, 4..180 frames, pruning 0.1). */
+export interface VideoPartOptions {
+  /** Frames sampled per second of video. */
+  fps?: number;
+  /** Most frames sampled. */
+  maxFrames?: number;
+  /** Differential frame pruning threshold; 0 keeps every token. */
+  pruneThreshold?: number;
+}
+
+/** A video: a file path, an encoded video Buffer, decoded frames, or tokens from `Model.encode()`. */
+export type VideoPromptInput = VideoInput | VisionTokens;
+
 /** One part of a message's content. */
-export type ContentPart = { type: 'text'; text: string } | { type: 'image'; image: ImageInput };
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image'; image: ImageInput }
+  | ({ type: 'video'; video: VideoPromptInput } & VideoPartOptions);
 
 /** A chat message. */
 export interface ChatMessage {
@@ -26,11 +38,17 @@ export interface ChatMessage {
   content: string | ContentPart[];
 }
 
-/** What `generate()` accepts. */
-export type Prompt = string | { text: string; images?: ImageInput[]; system?: string } | { messages: ChatMessage[] };
+/** What `generate()` accepts. Images come before videos in the user turn, each in the order given, then the text. */
+export type Prompt =
+  | string
+  | { text: string; images?: ImageInput[]; videos?: VideoPromptInput[]; system?: string }
+  | { messages: ChatMessage[] };
 
-/** A rendered prompt: text pieces and image slots, in order. */
-export type RenderedPiece = { text: string } | { image: ImageInput };
+/** A rendered prompt: text pieces and image / video slots, in order. */
+export type RenderedPiece =
+  | { text: string }
+  | { image: ImageInput }
+  | { video: VideoPromptInput; options: VideoPartOptions };
 
 function invalid(message: string): never {
   throw new VideoLlama3Error('INVALID_ARGUMENT', message);
@@ -51,7 +69,9 @@ export function toMessages(prompt: Prompt): ChatMessage[] {
       if (typeof m.content !== 'string' && !Array.isArray(m.content)) invalid(`Expected string or array for prompt.messages[${i}].content`);
       if (Array.isArray(m.content)) {
         m.content.forEach((p, j) => {
-          if (!p || (p.type !== 'text' && p.type !== 'image')) invalid(`Expected { type: 'text' | 'image' } for prompt.messages[${i}].content[${j}]`);
+          if (!p || (p.type !== 'text' && p.type !== 'image' && p.type !== 'video')) {
+            invalid(`Expected { type: 'text' | 'image' | 'video' } for prompt.messages[${i}].content[${j}]`);
+          }
           if (p.type === 'text' && typeof p.text !== 'string') invalid(`Expected string for prompt.messages[${i}].content[${j}].text`);
         });
       }
@@ -61,6 +81,8 @@ export function toMessages(prompt: Prompt): ChatMessage[] {
   if (typeof prompt.text !== 'string') invalid('Expected string for prompt.text');
   const images = prompt.images ?? [];
   if (!Array.isArray(images)) invalid('Expected an array for prompt.images');
+  const videos = prompt.videos ?? [];
+  if (!Array.isArray(videos)) invalid('Expected an array for prompt.videos');
   const messages: ChatMessage[] = [];
   if (prompt.system !== undefined) {
     if (typeof prompt.system !== 'string') invalid('Expected string for prompt.system');
@@ -68,7 +90,11 @@ export function toMessages(prompt: Prompt): ChatMessage[] {
   }
   messages.push({
     role: 'user',
-    content: [...images.map((image) => ({ type: 'image' as const, image })), { type: 'text' as const, text: prompt.text }],
+    content: [
+      ...images.map((image) => ({ type: 'image' as const, image })),
+      ...videos.map((video) => ({ type: 'video' as const, video })),
+      { type: 'text' as const, text: prompt.text },
+    ],
   });
   return messages;
 }
@@ -85,7 +111,8 @@ export function renderPrompt(messages: readonly ChatMessage[]): RenderedPiece[] 
         text += p.text;
       } else {
         out.push({ text });
-        out.push({ image: p.image });
+        if (p.type === 'image') out.push({ image: p.image });
+        else out.push({ video: p.video, options: { fps: p.fps, maxFrames: p.maxFrames, pruneThreshold: p.pruneThreshold } });
         text = '\n';
       }
     }

@@ -1,5 +1,13 @@
 /** Projected vision tokens: an image encoded once, reusable across prompts. */
 
+/** How a video's tokens split into frames: rows are frame after frame, in this order. */
+export interface VideoTokenLayout {
+  /** Seconds from the start of the video of each sampled frame (`index / native fps`). */
+  timestamps: number[];
+  /** Tokens kept per frame after differential frame pruning. */
+  tokensPerFrame: number[];
+}
+
 /** Where a {@link VisionTokens} came from. */
 export type VisionSource = 'image' | 'video';
 
@@ -15,19 +23,30 @@ export class VisionTokens {
   readonly dtype = 'float32' as const;
   /** What was encoded. */
   readonly source: VisionSource;
-  /** Patch grid `[height, width]` before merging. */
+  /** Patch grid `[height, width]` before merging (per frame for a video). */
   readonly grid: readonly [number, number];
+  /** For a video: each sampled frame's timestamp (seconds) and kept token count, in order. */
+  readonly video?: VideoTokenLayout;
   /** @internal The model that produced these tokens. */
   readonly modelId: number;
   readonly #data: Float32Array;
 
   /** @internal Built by `Model.encode()`. */
-  constructor(data: Float32Array, rows: number, cols: number, grid: [number, number], source: VisionSource, modelId: number) {
+  constructor(
+    data: Float32Array,
+    rows: number,
+    cols: number,
+    grid: [number, number],
+    source: VisionSource,
+    modelId: number,
+    video?: VideoTokenLayout,
+  ) {
     this.#data = data;
     this.shape = [rows, cols];
     this.grid = grid;
     this.source = source;
     this.modelId = modelId;
+    if (video) this.video = video;
   }
 
   /** A copy of the values, row-major `[tokens, width]`. */

@@ -93,6 +93,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterTokenizer(env, exports);
   RegisterMedia(env, exports);
   RegisterModel(env, exports);
+  RegisterVideo(env, exports);
   return exports;
 }
 

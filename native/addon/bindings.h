@@ -11,5 +11,6 @@ void RegisterBench(Napi::Env env, Napi::Object exports);
 void RegisterTokenizer(Napi::Env env, Napi::Object exports);
 void RegisterMedia(Napi::Env env, Napi::Object exports);
 void RegisterModel(Napi::Env env, Napi::Object exports);
+void RegisterVideo(Napi::Env env, Napi::Object exports);
 
 }  // namespace vl3::addon

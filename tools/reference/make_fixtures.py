@@ -7,13 +7,19 @@ For three tiny random-weight VideoLlama3ForConditionalGeneration configs (f32) t
   * runs six image cases (real images from test/fixtures/images/) through the transformers
     processor + model and dumps every pipeline stage (captured with forward hooks on the real
     transformers modules, never re-implemented here) as raw little-endian binaries plus a
-    manifest.json, together with an 8-token greedy continuation and its top-5 log-probs.
+    manifest.json, together with an 8-token greedy continuation and its top-5 log-probs;
+  * when torchvision is importable (the .venv-video venv, see make_video_fixtures.py), also runs two
+    video cases (clips from test/fixtures/videos/, every frame decoded with the ffmpeg CLI exactly
+    like lib/media/video.ts, sampled / resized / pruned by `VideoLlama3VideoProcessor` at fps=1)
+    and writes `video_preprocessor_config.json` into hf-native/ and hf-orig/.
 
 Everything is seeded and offline (the byte-level tokenizer is built locally). See
 tools/reference/README.md and test/fixtures/reference/README.md.
 
 Usage (from the repository root):
-    .venv-ref/bin/python tools/reference/make_fixtures.py [--out test/fixtures/reference]
+    .venv-video/bin/python tools/reference/make_fixtures.py [--out test/fixtures/reference]
+(.venv-ref/bin/python works too but skips the video cases and their config files; it refuses to
+run without torchvision unless --images-only is given, so the video fixtures are never deleted silently.)
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import hashlib
 import json
 import math
 import shutil
+import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +55,20 @@ from transformers import (  # noqa: E402
     VideoLlama3Processor,
 )
 from transformers.image_utils import load_image  # noqa: E402
+from transformers.video_utils import VideoMetadata  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 from transformers.models.video_llama_3.image_processing_pil_video_llama_3 import smart_resize  # noqa: E402
 
+try:  # needs torchvision (see make_video_fixtures.py for the .venv-video setup)
+    from transformers import VideoLlama3VideoProcessor  # noqa: E402
+    VideoLlama3VideoProcessor.__init__  # noqa: B018  (the lazy import raises here without torchvision)
+    HAVE_VIDEO = True
+except Exception:  # noqa: BLE001
+    HAVE_VIDEO = False
+
 REPO = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO / "test" / "fixtures" / "images"
+VIDEOS_DIR = REPO / "test" / "fixtures" / "videos"
 
 # ---------------------------------------------------------------------------------------------
 # constants
@@ -93,6 +110,17 @@ CASES = {
     "exif": (["chelsea_exif_orient6.jpg"], "Describe the image."),
     "multi": (["chelsea.png", "chelsea_palette_226x150.png"], "Compare the images."),
     "tiny": (["tiny_1x1.png"], "Describe the image."),
+}
+
+# video: fps 1, 4..12 frames, merge 2 (factor 28), per-frame budget longest_edge // T
+MERGE_V = 2
+VIDEO_FPS, VIDEO_MIN_FRAMES, VIDEO_MAX_FRAMES = 1, 4, 12
+VIDEO_MIN_PIXELS = 4 * 28 * 28                              # 3136
+VIDEO_MAX_PIXELS = 8 * 28 * 28 * VIDEO_MAX_FRAMES           # 75264: <= 8 merged tokens per frame at T = 12
+VIDEO_PROMPT_TEXT = "What happens?"
+VIDEO_CASES = {
+    "video-static": "synthetic_static_motion_cut_12s.mp4",
+    "video-cuts": "bbb_cuts_10s_640x360.mp4",
 }
 
 
@@ -475,6 +503,186 @@ def run_case(cfg_name, spec, model, processor, case_name, out: Path, logits_mode
 
 
 # ---------------------------------------------------------------------------------------------
+# video cases
+# ---------------------------------------------------------------------------------------------
+def video_processor():
+    return VideoLlama3VideoProcessor(size={"shortest_edge": VIDEO_MIN_PIXELS, "longest_edge": VIDEO_MAX_PIXELS},
+                                     patch_size=PATCH, merge_size=MERGE_V, temporal_patch_size=1,
+                                     image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], resample=3,
+                                     do_convert_rgb=True, fps=VIDEO_FPS, min_frames=VIDEO_MIN_FRAMES,
+                                     max_frames=VIDEO_MAX_FRAMES, use_token_compression=True,
+                                     do_sample_frames=True)
+
+
+def video_processor_json(vp) -> dict:
+    d = json.loads(vp.to_json_string())
+    d["min_pixels"], d["max_pixels"] = VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS
+    for k, want in (("fps", VIDEO_FPS), ("min_frames", VIDEO_MIN_FRAMES), ("max_frames", VIDEO_MAX_FRAMES),
+                    ("use_token_compression", True), ("patch_size", PATCH), ("merge_size", MERGE_V)):
+        assert d.get(k) == want, (k, d.get(k))
+    assert d["size"] == {"shortest_edge": VIDEO_MIN_PIXELS, "longest_edge": VIDEO_MAX_PIXELS}, d["size"]
+    return {k: d[k] for k in sorted(d)}
+
+
+def decode_video(path: Path):
+    """Every frame as RGB24, with the same ffmpeg / ffprobe invocations as lib/media/video.ts."""
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+         "stream=width,height,avg_frame_rate,r_frame_rate,nb_frames", "-of", "json", str(path)],
+        check=True, capture_output=True).stdout)["streams"][0]
+    w, h = int(probe["width"]), int(probe["height"])
+    rate = probe.get("avg_frame_rate", "0/0")
+    if rate in ("0/0", "", None):
+        rate = probe["r_frame_rate"]
+    fps0 = float(Fraction(rate))
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-noautorotate", "-i", str(path), "-vsync", "passthrough",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    assert len(raw) % (w * h * 3) == 0
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3)
+    if probe.get("nb_frames", "").isdigit():
+        assert int(probe["nb_frames"]) == frames.shape[0], (probe["nb_frames"], frames.shape)
+    return frames, fps0, rate
+
+
+def render_video_prompt(text: str) -> str:
+    """spec §10.1 / §6.5: one user turn, the video, a newline, the text."""
+    return "<|im_start|>user\n<|video_pad|>\n" + text + "<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _levels(pv: torch.Tensor) -> torch.Tensor:
+    lv = torch.round((pv.double() + 1.0) * 127.5)
+    assert lv.min() >= 0 and lv.max() <= 255
+    return lv.to(torch.uint8)
+
+
+def run_video_case(cfg_name, spec, model, processor, vp, case_name, out: Path) -> dict:
+    from PIL import Image
+
+    fname = VIDEO_CASES[case_name]
+    frames, fps0, rate = decode_video(VIDEOS_DIR / fname)
+    n_total, h0, w0 = frames.shape[0], frames.shape[1], frames.shape[2]
+    meta = VideoMetadata(total_num_frames=n_total, fps=fps0, duration=n_total / fps0, width=w0, height=h0)
+    prompt = render_video_prompt(VIDEO_PROMPT_TEXT)
+    enc = processor(text=[prompt], videos=[frames], video_metadata=[meta], do_sample_frames=True, fps=VIDEO_FPS,
+                    return_metadata=True, return_tensors="pt")
+    md = enc["video_metadata"][0]
+    indices = [int(i) for i in md.frames_indices]
+    timestamps = [float(t) for t in md.timestamps]
+    T, gh, gw = enc["video_grid_thw"][0].tolist()
+    assert enc["video_merge_sizes"].tolist() == [MERGE_V]
+    assert T == len(indices) == len(timestamps)
+    # spec §6.1 sampling
+    n = math.floor(min(max(n_total / fps0 * VIDEO_FPS, VIDEO_MIN_FRAMES), min(VIDEO_MAX_FRAMES, n_total), n_total))
+    assert indices == [math.floor(i * n_total / n) for i in range(n)], (indices, n)
+    assert all(abs(t - i / fps0) < 1e-9 for t, i in zip(timestamps, indices))
+    mask = enc["video_compression_mask"].bool()
+    tpf = (gh // MERGE_V) * (gw // MERGE_V)
+    assert mask.shape == (T * tpf,)
+    kept = mask.view(T, tpf).sum(1).tolist()
+    ts_text = [f"Time {t:.1f}s:" for t in timestamps]
+
+    # the processor's expansion must equal the hand layout of spec §6.5
+    ids = enc["input_ids"][0]
+    manual = ("<|im_start|>user\n" + ",".join(t + "<|video_pad|>" * k for t, k in zip(ts_text, kept)) + "\n"
+              + VIDEO_PROMPT_TEXT + "<|im_end|>\n<|im_start|>assistant\n")
+    assert processor.tokenizer(manual, add_special_tokens=False)["input_ids"] == ids.tolist(), "video expansion"
+    assert int((ids == VIDEO_PAD).sum()) == int(mask.sum())
+
+    pv = enc["pixel_values_videos"]
+    assert pv.dtype == torch.float32 and pv.shape == (T * gh * gw, 3 * PATCH * PATCH)
+    levels_u8 = _levels(pv)
+    back = ((levels_u8.numpy().astype(np.float32) / np.float32(255.0)) - np.float32(0.5)) / np.float32(0.5)
+    assert np.array_equal(back, pv.numpy()), "pixel levels do not map back exactly"
+
+    # the same sampled frames resized with Pillow bicubic (as this library does), then the processor
+    # without resize: how far is the torchvision resize from Pillow, and does the mask change?
+    rh, rw = gh * PATCH, gw * PATCH
+    pil = np.stack([np.asarray(Image.fromarray(frames[i]).resize((rw, rh), Image.BICUBIC)) for i in indices])
+    penc = vp(videos=[pil], do_sample_frames=False, do_resize=False, return_tensors="pt")
+    assert penc["video_grid_thw"][0].tolist() == [T, gh, gw]
+    pil_levels = _levels(penc["pixel_values_videos"])
+    pil_diff = int((pil_levels.int() - levels_u8.int()).abs().max())
+    pil_mask_same = bool(torch.equal(penc["video_compression_mask"].bool(), mask))
+
+    keys = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw", "video_merge_sizes",
+            "video_compression_mask")
+    inputs = {k: enc[k] for k in keys}
+    proj, llm_in = {}, {}
+    h1 = model.model.projector.register_forward_hook(lambda m, a, o: proj.setdefault("out", o.detach().clone()))
+    h2 = model.model.language_model.register_forward_pre_hook(
+        lambda m, a, k: llm_in.setdefault("embeds", k["inputs_embeds"].detach().clone()), with_kwargs=True)
+    with torch.no_grad():
+        try:
+            fwd = model(**inputs, use_cache=False)
+        finally:
+            h1.remove()
+            h2.remove()
+        logits = fwd.logits[0].float()
+        gen = model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW_TOKENS, output_logits=True,
+                             return_dict_in_generate=True, repetition_penalty=None, num_beams=1,
+                             temperature=None, top_p=None, top_k=None)
+    assert proj["out"].shape == (T * tpf, spec["text"]["hidden_size"])
+    projector_kept = proj["out"][mask]
+    assert torch.equal(llm_in["embeds"][0][ids == VIDEO_PAD], projector_kept), "kept rows != LLM input rows"
+
+    new_tokens = gen.sequences[0, ids.shape[0]:].tolist()
+    step_logits = [s[0].float() for s in gen.logits]
+    first_diff = float((step_logits[0] - logits[-1]).abs().max())
+    assert first_diff < 1e-4, f"generate step-0 logits differ from prefill: {first_diff}"
+    top5, gaps = [], []
+    for lg in step_logits:
+        lp = torch.log_softmax(lg.double(), dim=-1)
+        vals, idx = torch.topk(lp, TOPK)
+        top5.append([{"id": int(i), "logprob": float(v)} for v, i in zip(vals, idx)])
+        gaps.append(float(vals[0] - vals[1]))
+    for tok_id, t5 in zip(new_tokens, top5):
+        assert tok_id == t5[0]["id"], "greedy token is not the top-1 entry"
+
+    out.mkdir(parents=True, exist_ok=True)
+    stage_meta = {}
+
+    def emit(name, arr, dtype):
+        write_bin(out / f"{name}.bin", arr, dtype)
+        stage_meta[name] = {"file": f"{name}.bin", "dtype": dtype, "shape": list(arr.shape)}
+
+    emit("pixel_levels", levels_u8.numpy(), "u8")
+    emit("video_compression_mask", mask.numpy(), "u8")
+    emit("projector_kept", projector_kept.numpy(), "f32")
+    emit("prefill_logits", logits[-1:].numpy(), "f32")
+    stage_meta["prefill_logits"]["note"] = "last prompt position only"
+
+    manifest = {
+        "config": cfg_name,
+        "case": case_name,
+        "video": {"file": f"test/fixtures/videos/{fname}", "fps": VIDEO_FPS, "decoded_size": [h0, w0],
+                  "total_num_frames": n_total, "avg_frame_rate": rate, "native_fps": fps0,
+                  "decoded_rgb_sha256": hashlib.sha256(frames.tobytes()).hexdigest()},
+        "frame_indices": indices,
+        "timestamps": timestamps,
+        "timestamp_text": ts_text,
+        "resized_size": [rh, rw],
+        "grid_thw": [T, gh, gw],
+        "tokens_per_frame": tpf,
+        "kept_per_frame": kept,
+        "pillow_resize": {"max_level_diff": pil_diff, "compression_mask_equal": pil_mask_same},
+        "prompt_text": VIDEO_PROMPT_TEXT,
+        "prompt": prompt,
+        "input_ids": ids.tolist(),
+        "video_token_id": VIDEO_PAD,
+        "stages": stage_meta,
+        "greedy": {
+            "tokens": new_tokens,
+            "stopped_on_eos": len(new_tokens) < MAX_NEW_TOKENS,
+            "top5": top5,
+            "top2_gap": gaps,
+        },
+        "max_new_tokens": MAX_NEW_TOKENS,
+    }
+    _dump_json(out / "manifest.json", manifest)
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(REPO / "test" / "fixtures" / "reference"))
@@ -485,8 +693,12 @@ def main() -> int:
                          "fixtures small) or for every prompt position (full, about +1.8 MB)")
     ap.add_argument("--media-expected", default=None,
                     help="optional media_expected.json to cross-check decoded RGB sha256 values")
+    ap.add_argument("--images-only", action="store_true",
+                    help="allow running without torchvision: skips (and deletes) the video cases")
     args = ap.parse_args()
     out_root = Path(args.out)
+    if not HAVE_VIDEO and not args.images_only:
+        ap.error("torchvision is not importable: run with .venv-video/bin/python, or pass --images-only")
     hf_logging.disable_progress_bar()
 
     print(f"torch {torch.__version__}  transformers {transformers.__version__}  numpy {np.__version__}  "
@@ -494,7 +706,12 @@ def main() -> int:
 
     tok = build_tokenizer(with_orig_image_token=False)
     ip = image_processor()
-    processor = ImageOnlyProcessor(image_processor=ip, tokenizer=tok, video_processor=None)
+    if HAVE_VIDEO:
+        vp = video_processor()
+        processor = VideoLlama3Processor(image_processor=ip, tokenizer=tok, video_processor=vp)
+    else:
+        vp = None
+        processor = ImageOnlyProcessor(image_processor=ip, tokenizer=tok, video_processor=None)
 
     expected = None
     if args.media_expected:
@@ -516,6 +733,17 @@ def main() -> int:
             grids = " + ".join("x".join(map(str, im["grid_thw"][1:])) for im in man["images"])
             print(f"{cfg_name:7s} {case_name:9s} grid {grids:13s} L={len(man['input_ids']):4d} "
                   f"greedy {man['greedy']['tokens']} min gap {min(man['greedy']['top2_gap']):.3g}", flush=True)
+        if vp is None:
+            continue
+        vjson = video_processor_json(vp)
+        for sub in ("hf-native", "hf-orig"):
+            _dump_json(cfg_dir / sub / "video_preprocessor_config.json", vjson)
+        for case_name in VIDEO_CASES:
+            man = run_video_case(cfg_name, spec, model, processor, vp, case_name, cfg_dir / case_name)
+            print(f"{cfg_name:7s} {case_name:12s} T,gh,gw {man['grid_thw']} kept {man['kept_per_frame']} "
+                  f"L={len(man['input_ids']):4d} pil diff {man['pillow_resize']['max_level_diff']} "
+                  f"mask eq {man['pillow_resize']['compression_mask_equal']} greedy {man['greedy']['tokens']} "
+                  f"min gap {min(man['greedy']['top2_gap']):.3g}", flush=True)
     return 0
 
 
