@@ -1,5 +1,5 @@
 // The `videollama3` command on a tiny model: generate (text and --json), encode (.npy), errors.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,22 @@ describe.skipIf(!existsSync(CLI))('videollama3 CLI (dist/ built by npm install)'
     const bytes = readFileSync(npy);
     expect(bytes.subarray(0, 6).toString('latin1')).toBe('\x93NUMPY');
     expect(bytes.toString('latin1', 10, 80)).toMatch(/'descr': '<f4'.*'shape': \(\d+, 64\)/);
+  });
+
+  it('generate --video adds the per-video frame layout to --json', async () => {
+    let ffmpeg = true;
+    try {
+      execFileSync('ffprobe', ['-version'], { stdio: 'ignore' });
+    } catch {
+      ffmpeg = false;
+    }
+    if (!ffmpeg) return;
+    const clip = join(__dirname, 'fixtures', 'videos', 'testsrc2_3s_320x240_vp9.webm');
+    const r = await cli('generate', '--model', model, '--video', clip, '--fps', '2', '--max-frames', '5', '--prompt', 'What happens?', '--max-tokens', '2', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { videos: { timestamps: number[]; tokensPerFrame: number[] }[] };
+    expect(out.videos[0]!.timestamps).toHaveLength(5);
+    expect(out.videos[0]!.tokensPerFrame).toHaveLength(5);
   });
 
   it('explains bad usage with exit code 2', async () => {

@@ -6,7 +6,7 @@ import { CONVERT_TYPES, convertModel, type ConvertType } from '../convert';
 import { VideoLlama3Error } from '../errors';
 import { readGgufInfo } from '../gguf';
 import { loadModel } from '../model';
-import type { Prompt } from '../prompt';
+import type { ContentPart, Prompt } from '../prompt';
 import { writeNpy } from './npy';
 import { systemInfo } from '../system';
 import { ProgressBar } from './progress';
@@ -20,8 +20,10 @@ Commands:
       --type <t>               ${CONVERT_TYPES.join(' | ')} (default f16)
       --threads <n>            quantization threads (default: all cores)
       --overwrite              replace an existing converted model in <out-dir>
-  generate --model <dir> --prompt <text> [--image <path>]...
-                               Stream a reply to stdout
+  generate --model <dir> --prompt <text> [--image <path>]... [--video <path>]...
+                               Stream a reply to stdout (images, then videos, then the text)
+      --fps <f> --max-frames <n> --prune-threshold <x>
+                               video sampling (defaults from the model: 1, 180, 0.1; 0 keeps all)
       --system <text>          system message
       --max-tokens <n>         most tokens to generate (default 512)
       --temperature <t>        0 = greedy (default)
@@ -29,8 +31,8 @@ Commands:
       --top-logprobs <k>       with --json: k most likely tokens per step
       --threads <n> --context-size <n>
       --json                   print one JSON object instead of streaming text
-  encode --model <dir> --image <path> --out <file.npy>
-                               Write the projected vision tokens of an image
+  encode --model <dir> (--image <path> | --video <path>) --out <file.npy>
+                               Write the projected vision tokens (a video's: kept tokens, frame after frame)
   bench --model <dir> [--image <path>] [--prompt <text>] [--max-tokens <n>]
                                Per-stage times, tokens/s and peak RSS as JSON
   inspect <file.gguf>          Print a GGUF file's metadata and tensor table as JSON
@@ -90,6 +92,10 @@ async function convert(argv: string[]): Promise<void> {
 const MODEL_FLAGS = {
   model: { type: 'string' },
   image: { type: 'string', multiple: true },
+  video: { type: 'string', multiple: true },
+  fps: { type: 'string' },
+  'max-frames': { type: 'string' },
+  'prune-threshold': { type: 'string' },
   prompt: { type: 'string' },
   system: { type: 'string' },
   'max-tokens': { type: 'string' },
@@ -124,9 +130,32 @@ async function withModel(argv: string[]) {
   return { values, model };
 }
 
-function promptOf(values: { prompt?: string; image?: string[]; system?: string }): Prompt {
+function promptOf(values: {
+  prompt?: string;
+  image?: string[];
+  video?: string[];
+  system?: string;
+  fps?: string;
+  'max-frames'?: string;
+  'prune-threshold'?: string;
+}): Prompt {
   if (values.prompt === undefined) fail('--prompt <text> is required');
-  return { text: values.prompt, images: values.image ?? [], ...(values.system !== undefined ? { system: values.system } : {}) };
+  const videoOptions = {
+    fps: numeric(values.fps, 'fps'),
+    maxFrames: numeric(values['max-frames'], 'max-frames'),
+    pruneThreshold: numeric(values['prune-threshold'], 'prune-threshold'),
+  };
+  const content: ContentPart[] = [
+    ...(values.image ?? []).map((image) => ({ type: 'image' as const, image })),
+    ...(values.video ?? []).map((video) => ({ type: 'video' as const, video, ...videoOptions })),
+    { type: 'text', text: values.prompt },
+  ];
+  return {
+    messages: [
+      ...(values.system !== undefined ? [{ role: 'system' as const, content: values.system }] : []),
+      { role: 'user' as const, content },
+    ],
+  };
 }
 
 async function generate(argv: string[]): Promise<void> {
@@ -146,7 +175,12 @@ async function generate(argv: string[]): Promise<void> {
   });
   if (values.json) {
     const r = await gen.result;
-    process.stdout.write(`${JSON.stringify({ text: r.text, tokens: r.tokens, finishReason: r.finishReason, logprobs: r.logprobs ?? [], usage: r.usage, timings: r.timings })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({
+        text: r.text, tokens: r.tokens, finishReason: r.finishReason, logprobs: r.logprobs ?? [], usage: r.usage,
+        timings: r.timings, ...(r.videos ? { videos: r.videos } : {}),
+      })}\n`,
+    );
   } else {
     for await (const chunk of gen) process.stdout.write(chunk);
     process.stdout.write('\n');
@@ -156,9 +190,15 @@ async function generate(argv: string[]): Promise<void> {
 
 async function encode(argv: string[]): Promise<void> {
   const { values, model } = await withModel(argv);
-  if (!values.image || values.image.length !== 1) fail('encode needs exactly one --image <path>');
+  const inputs = [...(values.image ?? []), ...(values.video ?? [])];
+  if (inputs.length !== 1) fail('encode needs exactly one --image <path> or --video <path>');
   if (!values.out) fail('encode needs --out <file.npy>');
-  const tokens = await model.encode(values.image[0] as string);
+  const tokens = await model.encode(inputs[0] as string, {
+    kind: values.video ? 'video' : 'image',
+    ...(values.video
+      ? { fps: numeric(values.fps, 'fps'), maxFrames: numeric(values['max-frames'], 'max-frames'), pruneThreshold: numeric(values['prune-threshold'], 'prune-threshold') }
+      : {}),
+  });
   writeNpy(values.out, await tokens.data(), tokens.shape);
   process.stderr.write(`wrote ${values.out}: ${tokens.shape[0]} x ${tokens.shape[1]} float32\n`);
   await model.dispose();

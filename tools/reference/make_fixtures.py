@@ -591,7 +591,8 @@ def run_video_case(cfg_name, spec, model, processor, vp, case_name, out: Path) -
     pv = enc["pixel_values_videos"]
     assert pv.dtype == torch.float32 and pv.shape == (T * gh * gw, 3 * PATCH * PATCH)
     levels_u8 = _levels(pv)
-    back = ((levels_u8.numpy().astype(np.float32) / np.float32(255.0)) - np.float32(0.5)) / np.float32(0.5)
+    # the video processor fuses rescale + normalize: (l - 127.5) / 127.5 in f32 (not (l/255 - 0.5)/0.5)
+    back = (levels_u8.numpy().astype(np.float32) - np.float32(127.5)) / np.float32(127.5)
     assert np.array_equal(back, pv.numpy()), "pixel levels do not map back exactly"
 
     # the same sampled frames resized with Pillow bicubic (as this library does), then the processor
@@ -609,8 +610,11 @@ def run_video_case(cfg_name, spec, model, processor, vp, case_name, out: Path) -
     inputs = {k: enc[k] for k in keys}
     proj, llm_in = {}, {}
     h1 = model.model.projector.register_forward_hook(lambda m, a, o: proj.setdefault("out", o.detach().clone()))
-    h2 = model.model.language_model.register_forward_pre_hook(
-        lambda m, a, k: llm_in.setdefault("embeds", k["inputs_embeds"].detach().clone()), with_kwargs=True)
+
+    def grab_embeds(m, a, k):
+        llm_in.setdefault("embeds", k["inputs_embeds"].detach().clone())
+
+    h2 = model.model.language_model.register_forward_pre_hook(grab_embeds, with_kwargs=True)
     with torch.no_grad():
         try:
             fwd = model(**inputs, use_cache=False)
@@ -646,6 +650,7 @@ def run_video_case(cfg_name, spec, model, processor, vp, case_name, out: Path) -
         stage_meta[name] = {"file": f"{name}.bin", "dtype": dtype, "shape": list(arr.shape)}
 
     emit("pixel_levels", levels_u8.numpy(), "u8")
+    stage_meta["pixel_levels"]["note"] = "pixel_values_videos == (l - 127.5) / 127.5 in f32, exactly"
     emit("video_compression_mask", mask.numpy(), "u8")
     emit("projector_kept", projector_kept.numpy(), "f32")
     emit("prefill_logits", logits[-1:].numpy(), "f32")
