@@ -1,6 +1,7 @@
 // Parity with the reference (transformers 5.18 video_llama_3) on tiny random-weight models:
 // each stage of each case is compared in pipeline order, so a failure names the first stage
 // that diverges. Fixtures: test/fixtures/reference (tools/reference/make_fixtures.py).
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,11 +11,16 @@ import { materializeOrig, REFERENCE_DIR, REPO_ROOT, referenceCases, referenceCon
 
 const STAGE_TOLERANCE = 1e-4; // f32: relative to the stage's largest magnitude
 const LOGPROB_TOLERANCE = 1e-3;
+// Video frames are resized by torchvision in the reference (±1 level from Pillow): see the video test.
+const VIDEO_TOLERANCE = 2e-3;
 const work = mkdtempSync(join(tmpdir(), 'vl3-parity-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function promptOf(c: ReferenceCase): Prompt {
-  const images = c.manifest.images.map((i) => join(REPO_ROOT, i.file));
+  if (c.manifest.video) {
+    return { text: c.manifest.prompt_text ?? 'What happens?', videos: [join(REPO_ROOT, c.manifest.video.file)] };
+  }
+  const images = (c.manifest.images ?? []).map((i) => join(REPO_ROOT, i.file));
   return { text: c.manifest.prompt_text ?? (images.length > 1 ? 'Compare the images.' : 'Describe the image.'), images };
 }
 
@@ -32,6 +38,14 @@ function compareStages(c: ReferenceCase, ours: Record<string, ArrayLike<number>>
 }
 
 const configs = referenceConfigs();
+const hasFfmpeg = (() => {
+  try {
+    execFileSync('ffprobe', ['-version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 describe.skipIf(configs.length === 0)(`reference parity (${REFERENCE_DIR})`, () => {
   for (const config of configs) {
@@ -66,10 +80,39 @@ describe.skipIf(configs.length === 0)(`reference parity (${REFERENCE_DIR})`, () 
         }
       });
 
-      for (const c of cases) {
+      for (const c of cases.filter((x) => x.manifest.video)) {
+        const label = c.manifest.case;
+        it.skipIf(!hasFfmpeg)(`${label}: sampled frames, kept tokens per frame, video embeddings, ids, greedy tokens`, async () => {
+          const tokens = await model.encode(join(REPO_ROOT, c.manifest.video!.file), { kind: 'video' });
+          const where = `${config}/${label}`;
+          expect(tokens.video!.timestamps, `${where}: first divergence at stage 'timestamps'`).toEqual(c.manifest.timestamps);
+          expect(tokens.video!.tokensPerFrame, `${where}: first divergence at stage 'tokens_per_frame'`).toEqual(c.manifest.kept_per_frame);
+          // The reference's video processor resizes with torchvision (antialiased bicubic in float),
+          // ours with Pillow's fixed-point bicubic, as for images: frames differ by at most 1 level
+          // (recorded per case in manifest.pillow_resize), which moves the embeddings by ~1e-3.
+          expect(c.manifest.pillow_resize?.max_level_diff ?? 0).toBeLessThanOrEqual(1);
+          const err = relativeError(await tokens.data(), c.stage('projector_kept') as Float32Array);
+          expect(err, `${where}: first divergence at stage 'projector_kept'`).toBeLessThanOrEqual(VIDEO_TOLERANCE);
+          const prompt = promptOf(c);
+          const { ids, logits } = await model.debugPrefill(prompt);
+          expect(ids, `${where}: first divergence at stage 'input_ids'`).toEqual(c.manifest.input_ids);
+          const ref = c.stage('prefill_logits') as Float32Array;
+          expect(relativeError(logits.slice(logits.length - ref.length), ref), `${where}: 'prefill_logits'`).toBeLessThanOrEqual(VIDEO_TOLERANCE);
+          const r = await model.complete(prompt, { maxTokens: c.manifest.max_new_tokens, topLogprobs: 5 });
+          const refTop = c.manifest.greedy.top5;
+          for (let i = 0; i < r.tokens.length; i++) {
+            const gap = refTop[i]!.length > 1 ? refTop[i]![0]!.logprob - refTop[i]![1]!.logprob : Infinity;
+            if (gap < 0.01) break; // a near-tie the ±1-level resize difference may flip
+            expect(r.tokens[i], `${where}: greedy token ${i}`).toBe(c.manifest.greedy.tokens[i]);
+            r.logprobs![i]!.forEach((t, j) => expect(Math.abs(t.logprob - refTop[i]![j]!.logprob)).toBeLessThanOrEqual(VIDEO_TOLERANCE * 10));
+          }
+        });
+      }
+
+      for (const c of cases.filter((x) => !x.manifest.video)) {
         const label = c.manifest.case;
         it(`${label}: vision stages match stage by stage`, async () => {
-          const perImage = await Promise.all(c.manifest.images.map((i) => model.encodeWithStages(join(REPO_ROOT, i.file))));
+          const perImage = await Promise.all((c.manifest.images ?? []).map((i) => model.encodeWithStages(join(REPO_ROOT, i.file))));
           // pixel_levels: exact uint8 levels recovered from the normalized pixels.
           const pixels = perImage.flatMap((r) => Array.from(r.pixels, (v) => Math.round((v + 1) * 127.5)));
           const refLevels = c.stage('pixel_levels') as Uint8Array;

@@ -16,7 +16,14 @@ export interface StageInfo {
 export interface CaseManifest {
   config: string;
   case: string;
-  images: { file: string; grid_thw: number[]; resized_size: number[]; decoded_size: number[] }[];
+  images?: { file: string; grid_thw: number[]; resized_size: number[]; decoded_size: number[] }[];
+  video?: { file: string; fps: number };
+  frame_indices?: number[];
+  timestamps?: number[];
+  tokens_per_frame?: number;
+  kept_per_frame?: number[];
+  pillow_resize?: { max_level_diff: number; compression_mask_equal: boolean };
+  grid_thw?: number[];
   input_ids: number[];
   stages: Record<string, StageInfo>;
   greedy: { tokens: number[]; top5: { id: number; logprob: number }[][]; top2_gap?: number[] };
