@@ -75,7 +75,16 @@ export interface PromptEstimate {
 
 /** Static facts about a loaded model. */
 export interface ModelInfo {
-  llm: { vocabSize: number; hiddenSize: number; layers: number; heads: number; kvHeads: number; trainContextSize: number };
+  llm: {
+    vocabSize: number;
+    hiddenSize: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    trainContextSize: number;
+    /** KV-cache element type: `f32` for f32 weights (exact parity), else `f16`. */
+    kvCacheType: 'f32' | 'f16';
+  };
   vision: { hiddenSize: number; layers: number; heads: number; patchSize: number };
   preprocess: {
     mean: number[];
@@ -413,8 +422,8 @@ export class Model {
     }
     if (text) textTokens += nm.tokenize(text.normalize('NFC'), true).length;
     const promptTokens = textTokens + visionTokens;
-    const { layers, kvHeads, heads, hiddenSize } = this.info.llm;
-    const kvCacheBytes = 2 * layers * kvHeads * (hiddenSize / heads) * 4 * (promptTokens + maxTokens);
+    const { layers, kvHeads, heads, hiddenSize, kvCacheType } = this.info.llm;
+    const kvCacheBytes = 2 * layers * kvHeads * (hiddenSize / heads) * (kvCacheType === 'f32' ? 4 : 2) * (promptTokens + maxTokens);
     return { promptTokens, textTokens, visionTokens, images, videos, kvCacheBytes, fits: promptTokens + maxTokens <= this.info.contextSize };
   }
 

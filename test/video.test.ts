@@ -275,9 +275,10 @@ describe.skipIf(!haveFfmpeg)('ffmpeg decoding (skipped: ffmpeg/ffprobe not on PA
     // Keeping the 120 frames (230 KB each) would be 26 MiB of Buffers. Measured alone: a flat 0.5 MiB
     // (the frame held + the one being filled); other tests' leftovers add a few MiB when run together.
     expect(peakBuffers).toBeLessThan(12 * MiB);
-    // Flat: no growth between the 10th and the 120th frame (beyond 2 frames of noise).
-    expect(samples[samples.length - 1]! - samples[0]!).toBeLessThan(2 * 320 * 240 * 3 + 64 * 1024);
-    expect(peakRss).toBeLessThan(32 * MiB);
+    // Flat: no growth between the 10th and the 120th frame (beyond a few frames of noise; holding
+    // every frame would grow by 25 MiB). RSS is process-wide (other tests' heaps), so bounded loosely.
+    expect(samples[samples.length - 1]! - samples[0]!).toBeLessThan(8 * 320 * 240 * 3);
+    expect(peakRss).toBeLessThan(64 * MiB);
   }, 60_000);
 
   describe('errors', () => {

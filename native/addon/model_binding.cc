@@ -202,6 +202,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     llm.Set("heads", static_cast<double>(t.n_heads));
     llm.Set("kvHeads", static_cast<double>(t.n_kv_heads));
     llm.Set("trainContextSize", static_cast<double>(t.n_ctx_train));
+    llm.Set("kvCacheType", ggml_type_name(m->llm().kv_type()));
     o.Set("llm", llm);
     Napi::Object vis = Napi::Object::New(env);
     vis.Set("hiddenSize", static_cast<double>(v.dim));

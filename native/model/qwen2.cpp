@@ -17,14 +17,14 @@ namespace key = names::key;
 
 }  // namespace
 
-KvCache::KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_backend_t backend) : capacity_(capacity) {
+KvCache::KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_type type, ggml_backend_t backend) : capacity_(capacity) {
   const size_t n = 2 * static_cast<size_t>(hp.n_layers);
   ggml_init_params ip{ggml_tensor_overhead() * n, nullptr, true};
   ctx_ = ggml_init(ip);
   check(ctx_ != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the KV cache table");
   for (int64_t i = 0; i < hp.n_layers; ++i) {
-    k_.push_back(ggml_new_tensor_3d(ctx_, GGML_TYPE_F32, hp.head_dim(), hp.n_kv_heads, capacity));
-    v_.push_back(ggml_new_tensor_3d(ctx_, GGML_TYPE_F32, hp.head_dim(), hp.n_kv_heads, capacity));
+    k_.push_back(ggml_new_tensor_3d(ctx_, type, hp.head_dim(), hp.n_kv_heads, capacity));
+    v_.push_back(ggml_new_tensor_3d(ctx_, type, hp.head_dim(), hp.n_kv_heads, capacity));
   }
   buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
   if (buffer_ == nullptr) {
@@ -68,6 +68,8 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend) : backend_(backen
   check(emb != nullptr && emb->ne[0] == hp_.dim, ErrorCode::InvalidModel,
         format("%s: token_embd.weight is missing or not %lld wide", file.path().c_str(), static_cast<long long>(hp_.dim)));
   hp_.n_vocab = emb->ne[1];
+  const GgufTensorInfo* wq0 = file.find_tensor("blk.0.attn_q.weight");
+  kv_type_ = wq0 != nullptr && wq0->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
   const int64_t D = hp_.dim, F = hp_.ffn_dim, KV = hp_.head_dim() * hp_.n_kv_heads;
   tok_embd_ = w.get("token_embd.weight", {D, hp_.n_vocab});
   output_norm_ = w.get("output_norm.weight", {D}, true);
@@ -94,7 +96,7 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend) : backend_(backen
 std::unique_ptr<KvCache> Qwen2Model::new_cache(int64_t capacity) const {
   check(capacity > 0 && capacity <= (int64_t(1) << 24), ErrorCode::InvalidArgument,
         format("context size %lld out of range", static_cast<long long>(capacity)));
-  return std::make_unique<KvCache>(hp_, capacity, backend_);
+  return std::make_unique<KvCache>(hp_, capacity, kv_type_, backend_);
 }
 
 std::vector<float> Qwen2Model::forward(KvCache& cache, const DecoderInput& in, bool all_logits, ggml_gallocr_t alloc,

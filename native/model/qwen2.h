@@ -27,10 +27,10 @@ struct Qwen2Hparams {
   int64_t head_dim() const { return dim / n_heads; }
 };
 
-/** Keys and values of one sequence, f32, for up to `capacity` positions. */
+/** Keys and values of one sequence for up to `capacity` positions, stored as `type` (f32 or f16). */
 class KvCache {
  public:
-  KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_backend_t backend);
+  KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_type type, ggml_backend_t backend);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -63,6 +63,11 @@ class Qwen2Model {
 
   const Qwen2Hparams& hparams() const { return hp_; }
   size_t weight_bytes() const { return weights_->bytes(); }
+  /**
+   * KV-cache element type: f32 when the weights are f32 (exact parity with the reference), f16
+   * otherwise (half the memory per position; quantized weights dominate the error anyway).
+   */
+  ggml_type kv_type() const { return kv_type_; }
   std::unique_ptr<KvCache> new_cache(int64_t capacity) const;
 
   /**
@@ -83,6 +88,7 @@ class Qwen2Model {
                                    int threads, const std::atomic<bool>* abort_flag) const;
 
   Qwen2Hparams hp_;
+  ggml_type kv_type_ = GGML_TYPE_F32;
   ggml_backend_t backend_;
   std::unique_ptr<Weights> weights_;
   ggml_tensor *tok_embd_, *output_norm_, *output_;
