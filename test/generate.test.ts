@@ -164,3 +164,35 @@ describe('deep models', () => {
     }
   });
 });
+
+describe('large images', () => {
+  it('uses flash attention above 512 patches for non-f32 models and stays close to exact f32', async () => {
+    const dir = join(work, 'large');
+    makeTinyCheckpoint(join(dir, 'hf'), { layout: 'video_llama_3', dtype: 'F16', values: 'normal' });
+    writeFileSync(join(dir, 'hf', 'preprocessor_config.json'), JSON.stringify({ min_pixels: 8 * 196, max_pixels: 900 * 196 }));
+    await convertModel({ input: join(dir, 'hf'), output: join(dir, 'f16'), type: 'f16' });
+    await convertModel({ input: join(dir, 'hf'), output: join(dir, 'f32'), type: 'f32' });
+    const fast = await loadModel({ model: join(dir, 'f16'), threads: 2, contextSize: 1200 });
+    const exact = await loadModel({ model: join(dir, 'f32'), threads: 2, contextSize: 1200 });
+    try {
+      const image = join(__dirname, 'fixtures', 'images', 'chelsea.png'); // 451×300 → 660 patches
+      const a = await fast.encode(image);
+      const b = await exact.encode(image);
+      expect(a.shape[0]).toBeGreaterThan(512);
+      const da = await a.data();
+      const db = await b.data();
+      let diff = 0;
+      let scale = 0;
+      for (let i = 0; i < da.length; i++) {
+        diff = Math.max(diff, Math.abs(da[i]! - db[i]!));
+        scale = Math.max(scale, Math.abs(db[i]!));
+      }
+      expect(diff / scale).toBeLessThan(2e-2); // f16 weights and f16 K/V vs f32 throughout
+      const r = await fast.complete({ text: 'Describe.', images: [a] }, { maxTokens: 2 });
+      expect(r.usage.visionTokens).toBe(a.shape[0]);
+    } finally {
+      await fast.dispose();
+      await exact.dispose();
+    }
+  });
+});

@@ -66,6 +66,7 @@ class VisionEncoder {
   std::unique_ptr<Projector> projector_;
   ggml_tensor *patch_w_, *patch_b_, *post_w_, *post_b_;
   std::vector<Layer> layers_;
+  bool exact_attention_ = false;  // f32 weights: dense f32 attention at every size
 };
 
 }  // namespace vl3
