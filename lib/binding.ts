@@ -62,7 +62,9 @@ export interface NativeStage {
 }
 
 /** What the native model reports: the public ModelInfo less `contextSize`, plus internals. */
-export type NativeModelInfo = Omit<ModelInfo, 'contextSize' | 'preprocess'> & {
+export type NativeModelInfo = Omit<ModelInfo, 'contextSize' | 'preprocess' | 'device'> & {
+  device: string;
+  deviceNote: string;
   preprocess: ModelInfo['preprocess'] & { imageMergeSize: number; videoMergeSize: number };
   chatTemplate: string;
 };
@@ -107,7 +109,7 @@ export interface NativeModel {
 }
 
 export interface NativeBinding {
-  loadModel(llmPath: string, visionPath: string, options?: { threads?: number }): Promise<NativeModel>;
+  loadModel(llmPath: string, visionPath: string, options?: { threads?: number; device?: 'auto' | 'cpu' | 'cuda' }): Promise<NativeModel>;
   createAbortHandle(): NativeAbortHandle;
   raiseAbort(handle: NativeAbortHandle): void;
   buildInfo: {

@@ -10,7 +10,7 @@ import { decodeImage } from './media/image';
 import { formatTimestamp, planVideo } from './media/video';
 import { renderPrompt, toMessages, type ImageInput, type Prompt, type VideoPartOptions, type VideoPromptInput } from './prompt';
 import { Scheduler } from './scheduler';
-import { checkKnownKeys, intOption, invalid, signalOption, stringOption } from './validate';
+import { checkKnownKeys, choiceOption, intOption, invalid, signalOption, stringOption } from './validate';
 import { VisionTokens, type VideoTokenLayout } from './vision-tokens';
 
 /** Options of {@link loadModel}. */
@@ -21,6 +21,11 @@ export interface LoadModelOptions {
   threads?: number;
   /** Most positions (prompt + output) one generation may use (default 4096). */
   contextSize?: number;
+  /**
+   * Where to run (default `'auto'`): `'cuda'` needs the CUDA build and an NVIDIA GPU (else it
+   * fails, saying why); `'auto'` uses a GPU when there is one and otherwise the CPU.
+   */
+  device?: 'auto' | 'cpu' | 'cuda';
   /** Called with loading progress (0..1). */
   onProgress?: (progress: { fraction: number; stage: 'start' | 'loaded' }) => void;
   /** Cancels loading. */
@@ -105,11 +110,13 @@ export interface ModelInfo {
   eosIds: number[];
   /** The context size generations use. */
   contextSize: number;
+  /** The ggml device the model runs on (`CPU`, `CUDA0`, ...) and, for `device: 'auto'` on the CPU, why. */
+  device: { name: string; note: string };
   /** Bytes of weights in memory. */
   weightBytes: number;
 }
 
-const LOAD_KEYS = ['model', 'threads', 'contextSize', 'onProgress', 'signal'] as const;
+const LOAD_KEYS = ['model', 'threads', 'contextSize', 'device', 'onProgress', 'signal'] as const;
 const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop', 'topLogprobs', 'signal'] as const;
 
 function numberOption(name: string, value: unknown, min: number, max: number, fallback: number, minExclusive = false): number {
@@ -132,6 +139,7 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
   const dir = resolve(stringOption('model', options.model));
   const threads = intOption('threads', options.threads, 1, 256, Math.min(8, availableParallelism()));
   const contextSize = intOption('contextSize', options.contextSize, 16, 1 << 20, 4096);
+  const device = choiceOption('device', options.device, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const signal = signalOption('signal', options.signal);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') invalid('onProgress', 'function', options.onProgress);
   signal?.throwIfAborted();
@@ -143,7 +151,7 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
     if (!existsSync(f)) throw new VideoLlama3Error('INVALID_MODEL', `${f} is missing; is ${dir} a folder made by \`videollama3 convert\`?`);
   }
   options.onProgress?.({ fraction: 0, stage: 'start' });
-  const nm = await call(native().loadModel(files.llm, files.vision, { threads }));
+  const nm = await call(native().loadModel(files.llm, files.vision, { threads, device }));
   if (signal?.aborted) {
     nm.dispose();
     throw signal.reason;
@@ -173,6 +181,7 @@ export class Model {
       videoTokenId: i.videoTokenId,
       eosIds: i.eosIds,
       contextSize: Math.min(contextSize, i.llm.trainContextSize),
+      device: { name: i.device, note: i.deviceNote },
       weightBytes: i.weightBytes,
     };
   }

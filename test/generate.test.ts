@@ -196,3 +196,21 @@ describe('large images', () => {
     }
   });
 });
+
+describe('devices', () => {
+  it("runs on the CPU for 'auto' and 'cpu' here, and refuses 'cuda' without a GPU, saying why", async () => {
+    const dir = join(work, 'model');
+    const auto = await loadModel({ model: dir, threads: 1, device: 'auto' });
+    try {
+      expect(auto.info.device.name).toBe('CPU');
+      expect(auto.info.device.note).toMatch(/no GPU device/);
+    } finally {
+      await auto.dispose();
+    }
+    const cpu = await loadModel({ model: dir, threads: 1, device: 'cpu' });
+    expect(cpu.info.device).toEqual({ name: 'CPU', note: '' });
+    await cpu.dispose();
+    await expectCode(loadModel({ model: dir, device: 'cuda' }), 'INVALID_ARGUMENT', 'npm run build:cuda');
+    await expectCode(loadModel({ model: dir, device: 'gpu' as never }), 'INVALID_ARGUMENT', "one of 'auto', 'cpu', 'cuda'");
+  });
+});

@@ -237,6 +237,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("eosIds", eos);
     o.Set("chatTemplate", m->chat_template());
     o.Set("weightBytes", static_cast<double>(m->weight_bytes()));
+    o.Set("device", m->device_name());
+    o.Set("deviceNote", m->device_note());
     return o;
   }
 
@@ -365,9 +367,20 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   }
   const std::string llm = info[0].As<Napi::String>().Utf8Value(), vision = info[1].As<Napi::String>().Utf8Value();
   int threads = 1;
-  if (info.Length() > 2 && info[2].IsObject()) threads = int_option(info[2].As<Napi::Object>(), "threads", 1);
+  Device device = Device::Cpu;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    threads = int_option(o, "threads", 1);
+    Napi::Value d = o.Get("device");
+    if (!d.IsUndefined()) {
+      const std::string name = d.IsString() ? d.As<Napi::String>().Utf8Value() : "";
+      if (name == "auto") device = Device::Auto;
+      else if (name == "cuda") device = Device::Cuda;
+      else if (name != "cpu") throw_invalid(env, "device must be 'auto', 'cpu' or 'cuda'");
+    }
+  }
   return PromiseWorker<ModelPtr>::Start(
-      env, [llm, vision, threads]() { return std::make_shared<const VideoLlama3>(llm, vision, threads); },
+      env, [llm, vision, threads, device]() { return std::make_shared<const VideoLlama3>(llm, vision, threads, device); },
       [](Napi::Env env, ModelPtr& m) -> Napi::Value {
         Napi::Object obj = classes(env).model.New({});
         NativeModel::Unwrap(obj)->model = m;

@@ -9,14 +9,29 @@
 namespace vl3 {
 namespace key = names::key;
 
-VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads)
+VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads, Device device)
     : threads_(std::max(1, threads)) {
   install_ggml_hooks();
-  backend_ = ggml_backend_cpu_init();
-  check(backend_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
-  ggml_threadpool_params tp = ggml_threadpool_params_default(threads_);
-  threadpool_ = ggml_threadpool_new(&tp);
-  if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(backend_, threadpool_);
+  ggml_backend_dev_t gpu = nullptr;
+  for (size_t i = 0; i < ggml_backend_dev_count() && gpu == nullptr; ++i) {
+    ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+    if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU) gpu = dev;
+  }
+  check(device != Device::Cuda || gpu != nullptr, ErrorCode::InvalidArgument,
+        "device 'cuda' was requested but no CUDA device is available: this addon has no CUDA backend "
+        "(build one with `npm run build:cuda`) or no NVIDIA driver and GPU were found; use device 'auto' to fall back to the CPU");
+  if (gpu != nullptr && device != Device::Cpu) {
+    backend_ = ggml_backend_dev_init(gpu, nullptr);
+    check(backend_ != nullptr, ErrorCode::Internal, format("The ggml %s backend failed to start", ggml_backend_dev_name(gpu)));
+    device_name_ = ggml_backend_dev_name(gpu);
+  } else {
+    if (device == Device::Auto) device_note_ = "no GPU device: this addon has no CUDA backend, or no NVIDIA driver and GPU were found";
+    backend_ = ggml_backend_cpu_init();
+    check(backend_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
+    ggml_threadpool_params tp = ggml_threadpool_params_default(threads_);
+    threadpool_ = ggml_threadpool_new(&tp);
+    if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(backend_, threadpool_);
+  }
   alloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
   try {
     GgufFile llm_file(llm_path);

@@ -30,10 +30,16 @@ struct PreprocessConfig {
   bool use_token_compression = true;
 };
 
+/** Where a model runs: `Auto` takes the first GPU ggml registered (a CUDA build with a driver and device), else the CPU. */
+enum class Device { Auto, Cpu, Cuda };
+
 class VideoLlama3 {
  public:
-  /** Loads `llm.gguf` and `vision.gguf`. Throws vl3::Error naming the file at fault. */
-  VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads);
+  /**
+   * Loads `llm.gguf` and `vision.gguf` onto `device`. Throws vl3::Error naming the file at fault,
+   * or INVALID_ARGUMENT when `Cuda` is asked for and no GPU device exists.
+   */
+  VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads, Device device = Device::Cpu);
   ~VideoLlama3();
   VideoLlama3(const VideoLlama3&) = delete;
   VideoLlama3& operator=(const VideoLlama3&) = delete;
@@ -52,11 +58,17 @@ class VideoLlama3 {
   /** The backend runs one graph at a time; every compute takes this lock. */
   std::mutex& compute_mutex() const { return compute_mutex_; }
   ggml_backend_t backend() const { return backend_; }
+  /** ggml device name the model runs on (`CPU`, `CUDA0`, ...). */
+  const std::string& device_name() const { return device_name_; }
+  /** Why `Auto` chose the CPU (empty when a GPU was used or the CPU was asked for). */
+  const std::string& device_note() const { return device_note_; }
   /** Compute memory for graphs, reused across calls; use only under compute_mutex(). */
   ggml_gallocr_t compute_alloc() const { return alloc_; }
 
  private:
   ggml_backend_t backend_ = nullptr;
+  std::string device_name_ = "CPU";
+  std::string device_note_;
   ggml_threadpool* threadpool_ = nullptr;  // persistent CPU workers, reused by every graph
   ggml_gallocr_t alloc_ = nullptr;         // compute buffer, grown to the largest graph seen
   std::unique_ptr<Qwen2Model> llm_;
