@@ -333,22 +333,7 @@ export class Model {
       if (!input.video) throw new VideoLlama3Error('INVALID_ARGUMENT', 'These VisionTokens are an image; pass them as an image, not a video');
       return input;
     }
-    const p = this.info.preprocess;
-    const fps = numberOption('fps', options.fps, 0, 1000, p.fps, true);
-    const maxFrames = intOption('maxFrames', options.maxFrames, 1, 10000, p.maxFrames);
-    const pruneThreshold = numberOption('pruneThreshold', options.pruneThreshold, 0, 1000, p.pruneThreshold);
-    const plan = await planVideo(input, { fps, maxFrames, minFrames: Math.min(p.minFrames, maxFrames), ...(signal ? { signal } : {}) });
-    const patchSize = this.info.vision.patchSize;
-    const size = native().videoFrameSize(plan.metadata.height, plan.metadata.width, plan.indices.length, {
-      patchSize,
-      mergeSize: 2,
-      minPixels: p.videoMinPixels,
-      maxPixels: p.videoMaxPixels,
-    });
-    const pre = native().createVideoPreprocessor({
-      patchSize, mergeSize: 2, height: size.height, width: size.width, mean: p.mean, std: p.std,
-      pruneThreshold: p.useTokenCompression ? pruneThreshold : 0,
-    });
+    const { plan, pre } = await this.#videoPipeline(input, options, signal);
     const handle = native().createAbortHandle();
     const onAbort = (): void => native().raiseAbort(handle);
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -436,8 +421,11 @@ export class Model {
     return { promptTokens, textTokens, visionTokens, images, videos, kvCacheBytes, fits: promptTokens + maxTokens <= this.info.contextSize };
   }
 
-  /** Frame timestamps and kept tokens of a video, from its pixels (no vision encoding). */
-  async #videoLayout(input: Exclude<VideoPromptInput, VisionTokens>, options: VideoPartOptions, signal: AbortSignal | undefined): Promise<VideoTokenLayout> {
+  /**
+   * A video's sampling plan (spec §6.1) and a streaming frame preprocessor sized for it: per-frame
+   * pixel budget = the model's video budget / frame count, pruning as the model and options say.
+   */
+  async #videoPipeline(input: Exclude<VideoPromptInput, VisionTokens>, options: VideoPartOptions, signal: AbortSignal | undefined) {
     const p = this.info.preprocess;
     const fps = numberOption('fps', options.fps, 0, 1000, p.fps, true);
     const maxFrames = intOption('maxFrames', options.maxFrames, 1, 10000, p.maxFrames);
@@ -451,6 +439,12 @@ export class Model {
       patchSize, mergeSize: 2, height: size.height, width: size.width, mean: p.mean, std: p.std,
       pruneThreshold: p.useTokenCompression ? pruneThreshold : 0,
     });
+    return { plan, pre };
+  }
+
+  /** Frame timestamps and kept tokens of a video, from its pixels (no vision encoding). */
+  async #videoLayout(input: Exclude<VideoPromptInput, VisionTokens>, options: VideoPartOptions, signal: AbortSignal | undefined): Promise<VideoTokenLayout> {
+    const { plan, pre } = await this.#videoPipeline(input, options, signal);
     const tokensPerFrame: number[] = [];
     for await (const frame of plan.frames()) tokensPerFrame.push((await call(pre.push(frame.data, frame.width, frame.height))).kept);
     return { timestamps: plan.timestamps.slice(0, tokensPerFrame.length), tokensPerFrame };

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "addon/args.h"
 #include "addon/async.h"
 #include "addon/bindings.h"
 #include "media/video.h"
@@ -19,57 +20,7 @@
 namespace vl3::addon {
 namespace {
 
-constexpr double kMaxSafeInteger = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
-
-std::string describe(const Napi::Value& v) {
-  if (v.IsNumber()) return vl3::format("%.17g of type number", v.As<Napi::Number>().DoubleValue());
-  if (v.IsString()) return "\"" + v.As<Napi::String>().Utf8Value() + "\" of type string";
-  if (v.IsUndefined()) return "undefined";
-  if (v.IsNull()) return "null";
-  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true of type boolean" : "false of type boolean";
-  if (v.IsArray()) return "an array";
-  return "a value of type object";
-}
-
-[[noreturn]] void throw_expected(Napi::Env env, const char* fn, const std::string& name, const std::string& expected,
-                                 const Napi::Value& actual) {
-  throw_invalid(env, vl3::format("%s: Expected %s for %s but received %s", fn, expected.c_str(), name.c_str(),
-                                 describe(actual).c_str()));
-}
-
-int64_t integer_arg(Napi::Env env, const char* fn, const std::string& name, const Napi::Value& v, double lo,
-                    double hi) {
-  const bool ok = v.IsNumber() && [&] {
-    const double d = v.As<Napi::Number>().DoubleValue();
-    return std::isfinite(d) && std::floor(d) == d && d >= lo && d <= hi;
-  }();
-  if (!ok) throw_expected(env, fn, name, vl3::format("integer between %.17g and %.17g", lo, hi), v);
-  return static_cast<int64_t>(v.As<Napi::Number>().DoubleValue());
-}
-
-Napi::Object options_arg(Napi::Env env, const char* fn, const Napi::Value& v) {
-  if (!v.IsObject() || v.IsArray()) throw_expected(env, fn, "opts", "options object", v);
-  return v.As<Napi::Object>();
-}
-
-void triple_arg(Napi::Env env, const char* fn, Napi::Object opts, const char* key, bool nonzero, float out[3]) {
-  const std::string name = std::string("opts.") + key;
-  Napi::Value v = opts.Get(key);
-  if (!v.IsArray() || v.As<Napi::Array>().Length() != 3) {
-    throw_expected(env, fn, name, nonzero ? "array of 3 finite non-zero numbers" : "array of 3 finite numbers", v);
-  }
-  Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t i = 0; i < 3; ++i) {
-    Napi::Value e = a.Get(i);
-    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
-    const float f = static_cast<float>(d);
-    if (!std::isfinite(d) || !std::isfinite(f) || (nonzero && f == 0.0f)) {
-      throw_expected(env, fn, name + "[" + std::to_string(i) + "]",
-                     nonzero ? "finite non-zero number" : "finite number", e);
-    }
-    out[i] = f;
-  }
-}
+using namespace args;  // NOLINT: argument helpers
 
 Napi::Value VideoFrameSize(const Napi::CallbackInfo& info) {
   constexpr const char* fn = "videoFrameSize";
@@ -104,34 +55,10 @@ struct VideoState {
 Napi::Value Push(const Napi::CallbackInfo& info, const std::shared_ptr<VideoState>& state) {
   constexpr const char* fn = "push";
   Napi::Env env = info.Env();
-  Napi::Value rgb = info[0];
-  bool is_bytes = false;
-  if (rgb.IsTypedArray()) {
-    const napi_typedarray_type ty = rgb.As<Napi::TypedArray>().TypedArrayType();
-    is_bytes = ty == napi_uint8_array || ty == napi_uint8_clamped_array;
-  }
-  if (!is_bytes) throw_expected(env, fn, "rgb", "Buffer or Uint8Array of RGB bytes", rgb);
-  Napi::TypedArray bytes = rgb.As<Napi::TypedArray>();
-  const int64_t w = integer_arg(env, fn, "width", info[1], 1, 1 << 24);
-  const int64_t h = integer_arg(env, fn, "height", info[2], 1, 1 << 24);
-  const size_t expected = static_cast<size_t>(w) * static_cast<size_t>(h) * 3;
-  if (bytes.ByteLength() != expected) {
-    throw_invalid(env, vl3::format("%s: rgb must hold width * height * 3 = %zu bytes for %lldx%lld pixels, got %zu", fn,
-                                   expected, static_cast<long long>(w), static_cast<long long>(h), bytes.ByteLength()));
-  }
+  auto frame = std::make_shared<media::RgbImage>(rgb_args(info, fn));
   if (state->busy.exchange(true)) {
     throw_invalid(env, "push: the previous push on this video preprocessor has not finished; await each push "
                        "before the next (frames must be pushed in order)");
-  }
-  auto frame = std::make_shared<media::RgbImage>();
-  try {
-    frame->width = static_cast<int>(w);
-    frame->height = static_cast<int>(h);
-    const auto* src = static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
-    frame->data.assign(src, src + expected);
-  } catch (...) {
-    state->busy.store(false);
-    throw;
   }
   return PromiseWorker<media::VideoFrame>::Start(
       env,
