@@ -4,9 +4,11 @@
 
 #include <napi.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -17,6 +19,13 @@ inline Napi::Error make_error(Napi::Env env, const std::string& code, const std:
   Napi::Error err = Napi::Error::New(env, message);
   err.Set("code", Napi::String::New(env, code));
   return err;
+}
+
+/** A new Float32Array holding a copy of `v`. */
+inline Napi::Float32Array to_f32(Napi::Env env, const std::vector<float>& v) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
 }
 
 /** Throws a JS TypeError-like INVALID_ARGUMENT error (for argument checks on the JS thread). */

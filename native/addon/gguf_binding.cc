@@ -87,11 +87,7 @@ Napi::Value ReadGgufTensor(const Napi::CallbackInfo& info) {
         check(t != nullptr, ErrorCode::InvalidArgument, format("%s has no tensor named %s", path.c_str(), name.c_str()));
         return std::make_shared<std::vector<float>>(f.read_f32(*t));
       },
-      [](Napi::Env env, Data& d) -> Napi::Value {
-        Napi::Float32Array arr = Napi::Float32Array::New(env, d->size());
-        std::copy(d->begin(), d->end(), arr.Data());
-        return arr;
-      });
+      [](Napi::Env env, Data& d) -> Napi::Value { return to_f32(env, *d); });
 }
 
 }  // namespace

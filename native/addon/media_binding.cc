@@ -34,8 +34,7 @@ Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
   return PromiseWorker<media::PreprocessedImage>::Start(
       env, [shared, b]() { return media::preprocess_image(*shared, b); },
       [](Napi::Env env, media::PreprocessedImage& r) -> Napi::Value {
-        Napi::Float32Array pixels = Napi::Float32Array::New(env, r.pixels.size());
-        if (!r.pixels.empty()) std::memcpy(pixels.Data(), r.pixels.data(), r.pixels.size() * sizeof(float));
+        Napi::Float32Array pixels = to_f32(env, r.pixels);
         Napi::Object out = Napi::Object::New(env);
         out.Set("pixels", pixels);
         out.Set("gridH", r.grid_h);

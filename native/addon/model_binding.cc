@@ -46,12 +46,6 @@ std::vector<int32_t> ids_from(Napi::Env env, Napi::Value v) {
   return out;
 }
 
-Napi::Float32Array to_f32(Napi::Env env, const std::vector<float>& v) {
-  Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
-  std::copy(v.begin(), v.end(), a.Data());
-  return a;
-}
-
 Napi::Array logprobs_to_js(Napi::Env env, const std::vector<TokenLogprob>& top) {
   Napi::Array a = Napi::Array::New(env, top.size());
   for (size_t i = 0; i < top.size(); ++i) {

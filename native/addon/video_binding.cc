@@ -72,8 +72,7 @@ Napi::Value Push(const Napi::CallbackInfo& info, const std::shared_ptr<VideoStat
       },
       [state](Napi::Env env, media::VideoFrame& r) -> Napi::Value {
         state->busy.store(false);  // on the JS thread: a push made before this one resolved still throws
-        Napi::Float32Array pixels = Napi::Float32Array::New(env, r.pixels.size());
-        if (!r.pixels.empty()) std::memcpy(pixels.Data(), r.pixels.data(), r.pixels.size() * sizeof(float));
+        Napi::Float32Array pixels = to_f32(env, r.pixels);
         Napi::Uint8Array keep = Napi::Uint8Array::New(env, r.keep.size());
         if (!r.keep.empty()) std::memcpy(keep.Data(), r.keep.data(), r.keep.size());
         Napi::Object out = Napi::Object::New(env);

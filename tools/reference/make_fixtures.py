@@ -384,6 +384,24 @@ def write_bin(path: Path, arr: np.ndarray, dtype: str) -> None:
     path.write_bytes(np.ascontiguousarray(arr.astype(np_dtype)).tobytes())
 
 
+def greedy_record(gen, ids, logits):
+    """New token ids, per-step top-5 log-probs and top-2 gaps of a greedy `generate` output,
+    checking that step 0 reproduces the prefill logits and each token is its step's top-1."""
+    new_tokens = gen.sequences[0, ids.shape[0]:].tolist()
+    step_logits = [s[0].float() for s in gen.logits]
+    first_diff = float((step_logits[0] - logits[-1]).abs().max())
+    assert first_diff < 1e-4, f"generate step-0 logits differ from prefill: {first_diff}"
+    top5, gaps = [], []
+    for lg in step_logits:
+        lp = torch.log_softmax(lg.double(), dim=-1)
+        vals, idx = torch.topk(lp, TOPK)
+        top5.append([{"id": int(i), "logprob": float(v)} for v, i in zip(vals, idx)])
+        gaps.append(float(vals[0] - vals[1]))
+    for tok_id, t5 in zip(new_tokens, top5):
+        assert tok_id == t5[0]["id"], "greedy token is not the top-1 entry"
+    return new_tokens, top5, gaps
+
+
 def run_case(cfg_name, spec, model, processor, case_name, out: Path, logits_mode: str) -> dict:
     files, text = CASES[case_name]
     images, img_meta = [], []
@@ -443,18 +461,7 @@ def run_case(cfg_name, spec, model, processor, case_name, out: Path, logits_mode
     assert torch.equal(stages["merged"], stages["post_layernorm"]), "m=1 merge is not the identity"
     assert stages["projector"].shape == (int((ids == IMAGE_PAD).sum()), spec["text"]["hidden_size"])
 
-    new_tokens = gen.sequences[0, ids.shape[0]:].tolist()
-    step_logits = [s[0].float() for s in gen.logits]
-    first_diff = float((step_logits[0] - logits[-1]).abs().max())
-    assert first_diff < 1e-4, f"generate step-0 logits differ from prefill: {first_diff}"
-    top5, gaps = [], []
-    for lg in step_logits:
-        lp = torch.log_softmax(lg.double(), dim=-1)
-        vals, idx = torch.topk(lp, TOPK)
-        top5.append([{"id": int(i), "logprob": float(v)} for v, i in zip(vals, idx)])
-        gaps.append(float(vals[0] - vals[1]))
-    for tok_id, t5 in zip(new_tokens, top5):
-        assert tok_id == t5[0]["id"], "greedy token is not the top-1 entry"
+    new_tokens, top5, gaps = greedy_record(gen, ids, logits)
 
     # files
     out.mkdir(parents=True, exist_ok=True)
@@ -629,18 +636,7 @@ def run_video_case(cfg_name, spec, model, processor, vp, case_name, out: Path) -
     projector_kept = proj["out"][mask]
     assert torch.equal(llm_in["embeds"][0][ids == VIDEO_PAD], projector_kept), "kept rows != LLM input rows"
 
-    new_tokens = gen.sequences[0, ids.shape[0]:].tolist()
-    step_logits = [s[0].float() for s in gen.logits]
-    first_diff = float((step_logits[0] - logits[-1]).abs().max())
-    assert first_diff < 1e-4, f"generate step-0 logits differ from prefill: {first_diff}"
-    top5, gaps = [], []
-    for lg in step_logits:
-        lp = torch.log_softmax(lg.double(), dim=-1)
-        vals, idx = torch.topk(lp, TOPK)
-        top5.append([{"id": int(i), "logprob": float(v)} for v, i in zip(vals, idx)])
-        gaps.append(float(vals[0] - vals[1]))
-    for tok_id, t5 in zip(new_tokens, top5):
-        assert tok_id == t5[0]["id"], "greedy token is not the top-1 entry"
+    new_tokens, top5, gaps = greedy_record(gen, ids, logits)
 
     out.mkdir(parents=True, exist_ok=True)
     stage_meta = {}
