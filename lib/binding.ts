@@ -69,6 +69,9 @@ export type NativeModelInfo = Omit<ModelInfo, 'contextSize' | 'preprocess' | 'de
   chatTemplate: string;
 };
 
+/** Where a kernel of native/kernels runs: its CPU reference or the CUDA kernel. */
+export type NativeKernelDevice = 'cpu' | 'cuda';
+
 /** An opaque flag a running native job polls; raised by `raiseAbort`. */
 export type NativeAbortHandle = { readonly __brand: 'abort-handle' };
 
@@ -146,7 +149,16 @@ export interface NativeBinding {
     rgb: Uint8Array,
     width: number,
     height: number,
-    opts: { patchSize: number; mergeSize: number; minPixels: number; maxPixels: number; mean: number[]; std: number[] },
+    opts: {
+      patchSize: number;
+      mergeSize: number;
+      minPixels: number;
+      maxPixels: number;
+      mean: number[];
+      std: number[];
+      /** 'cuda': resize + patchify with our CUDA kernel (bit-identical); default 'cpu'. */
+      device?: NativeKernelDevice;
+    },
   ): Promise<{ pixels: Float32Array; gridH: number; gridW: number; resizedWidth: number; resizedHeight: number }>;
   /** Pillow `Image.resize((outWidth, outHeight), BICUBIC)` of RGB bytes, bit-exact (tests). */
   resizeBicubic(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Buffer;
@@ -168,6 +180,8 @@ export interface NativeBinding {
     mean: number[];
     std: number[];
     pruneThreshold: number;
+    /** 'cuda': resize, patchify and keep masks with our CUDA kernels (bit-identical); default 'cpu'. */
+    device?: NativeKernelDevice;
   }): {
     push(rgb: Uint8Array, width: number, height: number): Promise<{
       pixels: Float32Array;
@@ -176,6 +190,35 @@ export interface NativeBinding {
       gridH: number;
       gridW: number;
     }>;
+  };
+  /** Our CUDA kernels beside their CPU references (native/kernels/kernels.h), for tests. */
+  kernels: {
+    /** '' when the CUDA kernels can run in this process, else why not. */
+    cudaUnavailableReason(): string;
+    preprocess(
+      rgb: Uint8Array,
+      width: number,
+      height: number,
+      opts: {
+        outWidth: number;
+        outHeight: number;
+        /** Whose bicubic resize: Pillow's (images, default) or torchvision's (video frames). */
+        filter?: 'pillow' | 'torchvision';
+        patchSize: number;
+        mergeSize: number;
+        mean: number[];
+        std: number[];
+        device: NativeKernelDevice;
+      },
+    ): Promise<{ pixels: Float32Array; resized: Buffer }>;
+    keepMask(
+      prev: Uint8Array,
+      cur: Uint8Array,
+      width: number,
+      height: number,
+      opts: { patchSize: number; mergeSize: number; threshold: number; mean: number[]; std: number[]; device: NativeKernelDevice },
+    ): Promise<Uint8Array>;
+    mergeTokens(x: Float32Array, rows: number, dim: number, merge: number, opts?: { device: NativeKernelDevice }): Promise<Float32Array>;
   };
   benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{
     secondsPerRep: number;

@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'OUT_OF_MEMORY'
   /** The native addon could not be loaded for this platform. */
   | 'ADDON_NOT_FOUND'
+  /** The GPU asked for is not there (no CUDA build, driver or device), or it failed. */
+  | 'DEVICE_UNAVAILABLE'
   /** A bug in videollama3-node; please report it. */
   | 'INTERNAL';
 
@@ -30,6 +32,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ABORTED',
   'OUT_OF_MEMORY',
   'ADDON_NOT_FOUND',
+  'DEVICE_UNAVAILABLE',
   'INTERNAL',
 ]);
 

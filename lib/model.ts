@@ -233,6 +233,11 @@ export class Model {
     return { tokens: r.tokens, pixels: r.pixels, stages: r.stages ?? {} };
   }
 
+  /** Where image and frame preprocessing runs: our CUDA kernels when the model is on a CUDA GPU. */
+  #mediaDevice(): 'cpu' | 'cuda' {
+    return this.info.device.name.startsWith('CUDA') ? 'cuda' : 'cpu';
+  }
+
   async #encode(image: ImageInput, signal: AbortSignal | undefined, stages: boolean) {
     const nm = this.#live();
     if (image instanceof VisionTokens) {
@@ -250,6 +255,7 @@ export class Model {
         maxPixels: p.imageMaxPixels,
         mean: p.mean,
         std: p.std,
+        device: this.#mediaDevice(),
       }),
     );
     signal?.throwIfAborted();
@@ -438,6 +444,7 @@ export class Model {
     const pre = native().createVideoPreprocessor({
       patchSize, mergeSize: 2, height: size.height, width: size.width, mean: p.mean, std: p.std,
       pruneThreshold: p.useTokenCompression ? pruneThreshold : 0,
+      device: this.#mediaDevice(),
     });
     return { plan, pre };
   }

@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 // Builds the addon from source: pinned ggml (scripts/fetch-ggml.mjs) + native/ through cmake-js.
 // Usage: node scripts/build-native.mjs [--variant native|portable|sse42|avx2|avx512|amx] [--cuda]
-//          [--debug] [--out <dir>] [--build-dir <cmake build dir>] [-- <extra cmake-js args>]
-// Env: VL3_CPU_VARIANT, VL3_CUDA=1, VL3_CMAKE_ARGS (space-separated, e.g. "--CDCMAKE_CUDA_ARCHITECTURES=80;90").
+//          [--cuda-arch <list>] [--debug] [--out <dir>] [--build-dir <cmake build dir>] [-- <extra cmake-js args>]
+// Env: VL3_CPU_VARIANT, VL3_CUDA=1, VL3_CUDA_ARCHS (e.g. "80;86;89;90"), CUBLAS_ROOT, VL3_CMAKE_ARGS
+// (space-separated extra cmake-js arguments).
+// CUDA builds need nvcc (CUDA 12/13 toolkit) and cuBLAS: CUBLAS_ROOT, else the toolkit's own, else
+// the pip wheel `nvidia-cublas` installed into .cuda-deps/ (python3 -m pip, once). GPU architectures:
+// --cuda-arch, else the GPU of this machine (nvidia-smi), else sm_80/86/89/90 (the prebuild set).
 // Output: <out>/videollama3.node (default build/Release). cmake-js works in build-cmake/<variant>
 // because `node-gyp rebuild` wipes build/, and a separate tree keeps rebuilds incremental.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, realpathSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,16 +28,55 @@ const opt = (name) => {
 const variant = opt('--variant') ?? process.env.VL3_CPU_VARIANT ?? 'native';
 const cuda = args.includes('--cuda') || process.env.VL3_CUDA === '1';
 const debug = args.includes('--debug');
+const cudaArgs = cuda ? cudaCmakeArgs() : [];
 const outDir = resolve(root, opt('--out') ?? join('build', debug ? 'Debug' : 'Release'));
 const config = debug ? 'Debug' : 'Release';
 const workDir = resolve(root, opt('--build-dir') ?? join('build-cmake', `${variant}${cuda ? '-cuda' : ''}${debug ? '-debug' : ''}`));
 
 fetchGgml();
 
+/** cmake-js arguments of a CUDA build: architectures and where cuBLAS is. */
+function cudaCmakeArgs() {
+  const nvcc = process.env.CUDACXX ?? findOnPath('nvcc') ?? ['/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
+  if (!nvcc) fail('--cuda needs nvcc from the CUDA toolkit (12 or 13) on PATH or in CUDACXX');
+  const toolkit = resolve(dirname(realpathSync(nvcc)), '..');
+  let cublas = process.env.CUBLAS_ROOT;
+  if (!cublas && !existsSync(join(toolkit, 'include', 'cublas_v2.h'))) {
+    const deps = join(root, '.cuda-deps');
+    const wheel = join(deps, 'nvidia', 'cu13');
+    if (!existsSync(join(wheel, 'include', 'cublas_v2.h'))) {
+      process.stderr.write('build-native: the CUDA toolkit has no cuBLAS; installing the pip wheel nvidia-cublas into .cuda-deps/\n');
+      const pip = spawnSync('python3', ['-m', 'pip', 'install', '--no-deps', '--target', deps, 'nvidia-cublas'], { stdio: 'inherit' });
+      if (pip.status !== 0) fail('could not install nvidia-cublas with pip; install cuBLAS and set CUBLAS_ROOT');
+    }
+    cublas = wheel;
+  }
+  let archs = opt('--cuda-arch') ?? process.env.VL3_CUDA_ARCHS;
+  if (!archs) {
+    const smi = spawnSync('nvidia-smi', ['--query-gpu=compute_cap', '--format=csv,noheader'], { encoding: 'utf8' });
+    const caps = smi.status === 0 ? [...new Set(smi.stdout.trim().split(/\s+/).filter(Boolean).map((c) => c.replace('.', '')))] : [];
+    archs = caps.length > 0 ? caps.join(';') : '80-real;86-real;89-real;90';
+  }
+  process.stderr.write(`build-native: CUDA architectures ${archs}${cublas ? `, cuBLAS from ${cublas}` : ''}\n`);
+  return [`--CDCMAKE_CUDA_ARCHITECTURES=${archs}`, `--CDCMAKE_CUDA_COMPILER=${nvcc}`, ...(cublas ? [`--CDCUBLAS_ROOT=${cublas}`] : [])];
+}
+
+function findOnPath(name) {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+function fail(message) {
+  process.stderr.write(`build-native: ${message}\n`);
+  process.exit(1);
+}
+
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
 const cmakeArgs = [
   cmakeJs, 'build', '--directory', root, '--out', workDir, '--config', config,
-  `--CDVL3_CPU_VARIANT=${variant}`, `--CDVL3_CUDA=${cuda ? 'ON' : 'OFF'}`,
+  `--CDVL3_CPU_VARIANT=${variant}`, `--CDVL3_CUDA=${cuda ? 'ON' : 'OFF'}`, ...cudaArgs,
   ...(process.env.VL3_CMAKE_ARGS ? process.env.VL3_CMAKE_ARGS.split(' ').filter(Boolean) : []),
   ...extra,
 ];

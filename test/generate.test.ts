@@ -210,7 +210,7 @@ describe('devices', () => {
     const cpu = await loadModel({ model: dir, threads: 1, device: 'cpu' });
     expect(cpu.info.device).toEqual({ name: 'CPU', note: '' });
     await cpu.dispose();
-    await expectCode(loadModel({ model: dir, device: 'cuda' }), 'INVALID_ARGUMENT', 'npm run build:cuda');
+    await expectCode(loadModel({ model: dir, device: 'cuda' }), 'DEVICE_UNAVAILABLE', 'npm run build:cuda');
     await expectCode(loadModel({ model: dir, device: 'gpu' as never }), 'INVALID_ARGUMENT', "one of 'auto', 'cpu', 'cuda'");
   });
 });

@@ -2,17 +2,18 @@
 // each stage of each case is compared in pipeline order, so a failure names the first stage
 // that diverges. Fixtures: test/fixtures/reference (tools/reference/make_fixtures.py).
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertModel, loadModel, readGgufInfo, readGgufTensor, type Model, type Prompt } from '../lib/index';
+import { native } from '../lib/binding';
+import { planVideo } from '../lib/media/video';
 import { materializeOrig, REFERENCE_DIR, REPO_ROOT, referenceCases, referenceConfigs, relativeError, type ReferenceCase } from './helpers/reference';
 
 const STAGE_TOLERANCE = 1e-4; // f32: relative to the stage's largest magnitude
 const LOGPROB_TOLERANCE = 1e-3;
-// Video frames are resized by torchvision in the reference (±1 level from Pillow): see the video test.
-const VIDEO_TOLERANCE = 2e-3;
 const work = mkdtempSync(join(tmpdir(), 'vl3-parity-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -22,6 +23,30 @@ function promptOf(c: ReferenceCase): Prompt {
   }
   const images = (c.manifest.images ?? []).map((i) => join(REPO_ROOT, i.file));
   return { text: c.manifest.prompt_text ?? (images.length > 1 ? 'Compare the images.' : 'Describe the image.'), images };
+}
+
+/**
+ * Our decoding and preprocessing of a video case: the sampled frames' RGB sha256 (the reference's
+ * are PyAV's frames) and the uint8 levels of the patches (merge-block rows, as pixel_values_videos).
+ */
+async function videoPipeline(model: Model, file: string): Promise<{ sha256: string[]; levels: Uint8Array }> {
+  const p = model.info.preprocess;
+  const plan = await planVideo(file, { fps: p.fps, maxFrames: p.maxFrames, minFrames: p.minFrames });
+  const patchSize = model.info.vision.patchSize;
+  const size = native().videoFrameSize(plan.metadata.height, plan.metadata.width, plan.indices.length, {
+    patchSize, mergeSize: 2, minPixels: p.videoMinPixels, maxPixels: p.videoMaxPixels,
+  });
+  const pre = native().createVideoPreprocessor({
+    patchSize, mergeSize: 2, height: size.height, width: size.width, mean: p.mean, std: p.std, pruneThreshold: p.pruneThreshold,
+  });
+  const sha256: string[] = [];
+  const levels: number[] = [];
+  for await (const f of plan.frames()) {
+    sha256.push(createHash('sha256').update(f.data).digest('hex'));
+    const out = await pre.push(f.data, f.width, f.height);
+    for (const v of out.pixels) levels.push(Math.round((v + 1) * 127.5));
+  }
+  return { sha256, levels: Uint8Array.from(levels) };
 }
 
 /** Compares our stages with the reference's in order; throws naming the first divergent one. */
@@ -83,29 +108,37 @@ describe.skipIf(configs.length === 0)(`reference parity (${REFERENCE_DIR})`, () 
       for (const c of cases.filter((x) => x.manifest.video)) {
         const label = c.manifest.case;
         it.skipIf(!hasFfmpeg)(`${label}: sampled frames, kept tokens per frame, video embeddings, ids, greedy tokens`, async () => {
-          const tokens = await model.encode(join(REPO_ROOT, c.manifest.video!.file), { kind: 'video' });
+          const file = join(REPO_ROOT, c.manifest.video!.file);
           const where = `${config}/${label}`;
+          // Decoded frames: the reference's decoder (PyAV) gave the ffmpeg CLI's frames exactly
+          // (checked by the fixture script); ours must be those same bytes (tolerance 0).
+          expect(c.manifest.video!.pyav_equal).toBe(true);
+          const ours = await videoPipeline(model, file);
+          expect(ours.sha256, `${where}: first divergence at stage 'sampled_frames'`).toEqual(c.manifest.video!.sampled_rgb_sha256);
+          const refLevels = c.stage('pixel_levels') as Uint8Array;
+          expect(ours.levels.length, `${where}: first divergence at stage 'pixel_levels'`).toBe(refLevels.length);
+          let maxLevelDiff = 0;
+          for (let i = 0; i < refLevels.length; i++) maxLevelDiff = Math.max(maxLevelDiff, Math.abs(ours.levels[i]! - refLevels[i]!));
+          expect(maxLevelDiff, `${where}: first divergence at stage 'pixel_levels'`).toBe(0);
+          const tokens = await model.encode(file, { kind: 'video' });
           expect(tokens.video!.timestamps, `${where}: first divergence at stage 'timestamps'`).toEqual(c.manifest.timestamps);
           expect(tokens.video!.tokensPerFrame, `${where}: first divergence at stage 'tokens_per_frame'`).toEqual(c.manifest.kept_per_frame);
-          // The reference's video processor resizes with torchvision (antialiased bicubic in float),
-          // ours with Pillow's fixed-point bicubic, as for images: frames differ by at most 1 level
-          // (recorded per case in manifest.pillow_resize), which moves the embeddings by ~1e-3.
-          expect(c.manifest.pillow_resize?.max_level_diff ?? 0).toBeLessThanOrEqual(1);
           const err = relativeError(await tokens.data(), c.stage('projector_kept') as Float32Array);
-          expect(err, `${where}: first divergence at stage 'projector_kept'`).toBeLessThanOrEqual(VIDEO_TOLERANCE);
+          expect(err, `${where}: first divergence at stage 'projector_kept'`).toBeLessThanOrEqual(STAGE_TOLERANCE);
           const prompt = promptOf(c);
           const { ids, logits } = await model.debugPrefill(prompt);
           expect(ids, `${where}: first divergence at stage 'input_ids'`).toEqual(c.manifest.input_ids);
           const ref = c.stage('prefill_logits') as Float32Array;
-          expect(relativeError(logits.slice(logits.length - ref.length), ref), `${where}: 'prefill_logits'`).toBeLessThanOrEqual(VIDEO_TOLERANCE);
+          expect(relativeError(logits.slice(logits.length - ref.length), ref), `${where}: 'prefill_logits'`).toBeLessThanOrEqual(STAGE_TOLERANCE);
           const r = await model.complete(prompt, { maxTokens: c.manifest.max_new_tokens, topLogprobs: 5 });
+          expect(r.tokens, `${where}: greedy tokens`).toEqual(c.manifest.greedy.tokens);
           const refTop = c.manifest.greedy.top5;
-          for (let i = 0; i < r.tokens.length; i++) {
-            const gap = refTop[i]!.length > 1 ? refTop[i]![0]!.logprob - refTop[i]![1]!.logprob : Infinity;
-            if (gap < 0.01) break; // a near-tie the ±1-level resize difference may flip
-            expect(r.tokens[i], `${where}: greedy token ${i}`).toBe(c.manifest.greedy.tokens[i]);
-            r.logprobs![i]!.forEach((t, j) => expect(Math.abs(t.logprob - refTop[i]![j]!.logprob)).toBeLessThanOrEqual(VIDEO_TOLERANCE * 10));
-          }
+          r.logprobs!.forEach((step, i) => {
+            step.forEach((t, j) => {
+              expect(t.id, `${where}: top-5 id ${j} of token ${i}`).toBe(refTop[i]![j]!.id);
+              expect(Math.abs(t.logprob - refTop[i]![j]!.logprob), `${where}: top-5 log-probability ${j} of token ${i}`).toBeLessThanOrEqual(LOGPROB_TOLERANCE);
+            });
+          });
         });
       }
 

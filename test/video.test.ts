@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VideoLlama3Error } from '../lib/errors';
 import {
   formatTimestamp,
+  frameTimestamp,
   planVideo,
   probeVideo,
   sampleFrameIndices,
@@ -64,6 +65,17 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+describe('frameTimestamp (the reference divides an int32 index tensor: float32)', () => {
+  it('is float32(float32(index) / float32(fps)), which can print differently from the float64 quotient', () => {
+    expect(frameTimestamp(7, 10)).toBe(Math.fround(0.7));
+    expect(frameTimestamp(30, 30000 / 1001)).toBe(Math.fround(Math.fround(30) / Math.fround(30000 / 1001)));
+    // torch: (torch.tensor([9], dtype=torch.int32) / 20.0) -> 0.44999998807907104 -> "0.4"
+    expect(frameTimestamp(9, 20)).toBe(0.44999998807907104);
+    expect(formatTimestamp(frameTimestamp(9, 20))).toBe('0.4');
+    expect(formatTimestamp(9 / 20)).toBe('0.5');
+  });
+});
 
 describe('formatTimestamp (Python f"{t:.1f}")', () => {
   // Expected strings printed by python3 -c 'print(f"{x:.1f}")'.
@@ -136,7 +148,7 @@ describe('decoded-frame input', () => {
     const got = await collect(plan.frames());
     expect(got.map((f) => f.index)).toEqual(plan.indices);
     expect(got[1]!.data).toEqual(Buffer.alloc(24, plan.indices[1]!));
-    expect(got[1]!.timestamp).toBe(plan.indices[1]! / plan.metadata.fps);
+    expect(got[1]!.timestamp).toBe(frameTimestamp(plan.indices[1]!, plan.metadata.fps));
   });
   it('async iterable, RGBA drops alpha, fewer than minFrames uses all', async () => {
     async function* gen(): AsyncGenerator<DecodedFrame> {
@@ -197,7 +209,7 @@ describe.skipIf(!haveFfmpeg)('ffmpeg decoding (skipped: ffmpeg/ffprobe not on PA
     const plan = await planVideo(clip(c.name), { fps: 1 });
     const want = expectedIndices(c.frames, c.fps);
     expect(plan.indices).toEqual(want);
-    expect(plan.timestamps).toEqual(want.map((i) => i / c.fps));
+    expect(plan.timestamps).toEqual(want.map((i) => frameTimestamp(i, c.fps)));
     const got = await collect(plan.frames());
     expect(got.map((f) => f.index)).toEqual(want);
     expect(got.map((f) => f.timestamp)).toEqual(plan.timestamps);

@@ -25,7 +25,8 @@
 //   (`VideoFrame.reformat`, also libswscale) does. The decoded YUV of the test clips is bit-identical
 //   across FFmpeg 4.1, 5.1 and 8 (media_expected.json); the RGB conversion was not compared against
 //   PyAV itself (PyAV is not installed here).
-// - **Timestamps** are `index / fps` (spec §6.1, pitfall 9), formatted with {@link formatTimestamp}.
+// - **Timestamps** are `index / fps` in float32 as the reference computes them ({@link frameTimestamp},
+//   spec §6.1), formatted with {@link formatTimestamp} (pitfall 9).
 // - **Indices** are `floor(i * N / n)` for i = 0..n-1 (pitfall 20: the reference's float `arange`
 //   sometimes yields an extra, out-of-range index; it is not copied).
 //
@@ -109,7 +110,7 @@ export interface VideoMetadata {
 export interface SampledFrame {
   /** Index of the frame in the video (0-based, presentation order). */
   index: number;
-  /** `index / metadata.fps`, in seconds: the time the prompt shows (see {@link formatTimestamp}). */
+  /** `index / metadata.fps` in float32 ({@link frameTimestamp}), in seconds: the time the prompt shows. */
   timestamp: number;
   data: Buffer;
   width: number;
@@ -121,7 +122,7 @@ export interface VideoPlan {
   metadata: VideoMetadata;
   /** Sampled frame indices, increasing. */
   indices: number[];
-  /** `indices[k] / metadata.fps`. */
+  /** `indices[k] / metadata.fps`, in float32 ({@link frameTimestamp}). */
   timestamps: number[];
   /**
    * Decodes the sampled frames, in order. For a file or Buffer each call starts a new ffmpeg; for
@@ -224,6 +225,17 @@ export function sampleFrameIndices(
   // is approached closer than 1/n).
   for (let i = 0; i < n; i++) out[i] = Math.floor((i * N) / n);
   return out;
+}
+
+/**
+ * The reference's timestamp of frame `index` of a video at `nativeFps`: `index / nativeFps` as
+ * transformers computes it, an int32 index tensor divided by the fps, hence in float32
+ * (`float32(float32(index) / float32(nativeFps))`: 7 / 10 gives 0.699999988..., which `.1f` still
+ * prints "0.7", but 0.45-like values can round the other way than the float64 quotient would).
+ * @example frameTimestamp(7, 10) // 0.699999988079071
+ */
+export function frameTimestamp(index: number, nativeFps: number): number {
+  return Math.fround(Math.fround(index) / Math.fround(nativeFps));
 }
 
 /**
@@ -542,7 +554,7 @@ async function* decodeFile(
           off += take;
           if (filled === frameBytes) {
             const index = indices[k]!;
-            const out: SampledFrame = { index, timestamp: index / fps, data: frame, width, height };
+            const out: SampledFrame = { index, timestamp: frameTimestamp(index, fps), data: frame, width, height };
             k++;
             frame = Buffer.allocUnsafe(frameBytes);
             filled = 0;
@@ -667,13 +679,13 @@ function planFrames(frames: readonly DecodedFrame[], r: Resolved): VideoPlan {
   return {
     metadata,
     indices,
-    timestamps: indices.map((i) => i / fps),
+    timestamps: indices.map((i) => frameTimestamp(i, fps)),
     async *frames() {
       for (let k = 0; k < indices.length; k++) {
         if (signal?.aborted) throw signal.reason;
         const index = indices[k]!;
         const f = chosen[k]!;
-        yield { index, timestamp: index / fps, data: toRgb(f), width: f.width, height: f.height };
+        yield { index, timestamp: frameTimestamp(index, fps), data: toRgb(f), width: f.width, height: f.height };
       }
     },
   };
@@ -707,7 +719,7 @@ export async function planVideo(input: VideoInput, opts?: VideoSamplingOptions):
     return {
       metadata: probed.metadata,
       indices,
-      timestamps: indices.map((i) => i / probed.metadata.fps),
+      timestamps: indices.map((i) => frameTimestamp(i, probed.metadata.fps)),
       frames: () => decodeFile(src, probed, indices, r),
     };
   }

@@ -94,6 +94,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterMedia(env, exports);
   RegisterModel(env, exports);
   RegisterVideo(env, exports);
+  RegisterKernels(env, exports);
   return exports;
 }
 

@@ -9,6 +9,7 @@
 
 #include "addon/async.h"
 #include "common/status.h"
+#include "kernels/kernels.h"
 #include "media/image.h"
 
 namespace vl3::addon::args {
@@ -93,6 +94,30 @@ inline void triple_arg(Napi::Env env, const char* fn, Napi::Object opts, const c
 inline Napi::Object options_arg(Napi::Env env, const char* fn, const Napi::Value& v) {
   if (!v.IsObject() || v.IsArray()) throw_expected(env, fn, "opts", "options object", v);
   return v.As<Napi::Object>();
+}
+
+/** `opts.filter`: 'pillow' (also when absent) or 'torchvision' (media::ResizeFilter). */
+inline media::ResizeFilter filter_arg(Napi::Env env, const char* fn, Napi::Object opts) {
+  Napi::Value v = opts.Get("filter");
+  if (v.IsUndefined()) return media::ResizeFilter::Pillow;
+  const std::string f = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (f != "pillow" && f != "torchvision") throw_expected(env, fn, "opts.filter", "'pillow' or 'torchvision'", v);
+  return f == "pillow" ? media::ResizeFilter::Pillow : media::ResizeFilter::TorchVision;
+}
+
+/**
+ * `opts.device`: 'cpu' (also when absent) or 'cuda' (our CUDA kernels, kernels/kernels.h). Returns
+ * true for 'cuda'; throws DEVICE_UNAVAILABLE when this build or machine cannot run them.
+ */
+inline bool cuda_device_arg(Napi::Env env, const char* fn, Napi::Object opts) {
+  Napi::Value v = opts.Get("device");
+  if (v.IsUndefined()) return false;
+  const std::string d = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (d != "cpu" && d != "cuda") throw_expected(env, fn, "opts.device", "'cpu' or 'cuda'", v);
+  if (d == "cpu") return false;
+  const std::string why = kernels::cuda_unavailable_reason();
+  if (!why.empty()) throw make_error(env, "DEVICE_UNAVAILABLE", std::string(fn) + ": device 'cuda': " + why);
+  return true;
 }
 
 }  // namespace vl3::addon::args

@@ -12,5 +12,6 @@ void RegisterTokenizer(Napi::Env env, Napi::Object exports);
 void RegisterMedia(Napi::Env env, Napi::Object exports);
 void RegisterModel(Napi::Env env, Napi::Object exports);
 void RegisterVideo(Napi::Env env, Napi::Object exports);
+void RegisterKernels(Napi::Env env, Napi::Object exports);
 
 }  // namespace vl3::addon

@@ -1,4 +1,5 @@
-// preprocessImage(rgb, width, height, opts) -> Promise<{ pixels, gridH, gridW, resizedWidth, resizedHeight }>
+// preprocessImage(rgb, width, height, opts{ ..., device?: 'cpu' | 'cuda' })
+//   -> Promise<{ pixels, gridH, gridW, resizedWidth, resizedHeight }>   ('cuda': kernels::preprocess_cuda)
 // resizeBicubic(rgb, width, height, outWidth, outHeight) -> Buffer   (sync; for tests)
 // smartResize(height, width, factor, minPixels, maxPixels) -> { height, width }   (sync)
 // Image preprocessing of decoded RGB pixels (native/media/image.h); decoding is lib/media/image.ts.
@@ -29,10 +30,11 @@ Napi::Value PreprocessImage(const Napi::CallbackInfo& info) {
   b.max_pixels = integer_arg(env, fn, "opts.maxPixels", o.Get("maxPixels"), 1, kMaxSafeInteger);
   triple_arg(env, fn, o, "mean", false, b.mean);
   triple_arg(env, fn, o, "std", true, b.std);
+  const media::PreprocessFn accel = cuda_device_arg(env, fn, o) ? kernels::preprocess_cuda : nullptr;
 
   auto shared = std::make_shared<media::RgbImage>(std::move(img));
   return PromiseWorker<media::PreprocessedImage>::Start(
-      env, [shared, b]() { return media::preprocess_image(*shared, b); },
+      env, [shared, b, accel]() { return media::preprocess_image(*shared, b, accel); },
       [](Napi::Env env, media::PreprocessedImage& r) -> Napi::Value {
         Napi::Float32Array pixels = to_f32(env, r.pixels);
         Napi::Object out = Napi::Object::New(env);

@@ -1,6 +1,7 @@
 // videoFrameSize(height, width, numFrames, opts{ patchSize, mergeSize, minPixels, maxPixels }) -> { height, width }
 //   (sync; spec §6.2: per-frame budget maxPixels / numFrames, integer division)
-// createVideoPreprocessor(opts{ patchSize, mergeSize, height, width, mean, std, pruneThreshold })
+// createVideoPreprocessor(opts{ patchSize, mergeSize, height, width, mean, std, pruneThreshold, device? })
+//   device 'cuda' resizes, patchifies and computes keep masks with our CUDA kernels (kernels/kernels.h)
 //   -> { push(rgb, width, height): Promise<{ pixels: Float32Array, keep: Uint8Array, kept, gridH, gridW }> }
 //   `height`/`width` are the target frame size (videoFrameSize's result). pushes on one
 //   preprocessor must be sequential (await each push before the next): a push while another is
@@ -101,11 +102,13 @@ Napi::Value CreateVideoPreprocessor(const Napi::CallbackInfo& info) {
   if (!std::isfinite(td) || td < 0 || !std::isfinite(static_cast<float>(td))) {
     throw_expected(env, fn, "opts.pruneThreshold", "finite number >= 0", tv);
   }
+  const bool gpu = cuda_device_arg(env, fn, o);
   std::shared_ptr<VideoState> state;
   try {
     state = std::make_shared<VideoState>(media::VideoFramePreprocessor(
         static_cast<int>(patch), static_cast<int>(merge), media::ImageSize{static_cast<int>(h), static_cast<int>(w)},
-        mean, std, static_cast<float>(td)));  // the reference compares in float32
+        mean, std, static_cast<float>(td),  // the reference compares in float32
+        gpu ? kernels::preprocess_cuda : nullptr, gpu ? kernels::keep_mask_cuda : nullptr));
   } catch (const vl3::Error& e) {
     throw make_error(env, e.code_name(), e.what());
   }

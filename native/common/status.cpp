@@ -18,6 +18,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::Io: return "IO_ERROR";
     case ErrorCode::Aborted: return "ABORTED";
     case ErrorCode::OutOfMemory: return "OUT_OF_MEMORY";
+    case ErrorCode::DeviceUnavailable: return "DEVICE_UNAVAILABLE";
     case ErrorCode::Internal: return "INTERNAL";
   }
   return "INTERNAL";

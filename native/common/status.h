@@ -15,6 +15,7 @@ enum class ErrorCode {
   Io,                // the operating system refused a read or write
   Aborted,           // the caller cancelled the work
   OutOfMemory,       // an allocation failed
+  DeviceUnavailable, // the GPU asked for is missing (no CUDA build, driver or device) or failed
   Internal,          // a bug in this library
 };
 

@@ -14,6 +14,14 @@
 // not change is skipped, and an unchanged size is a plain copy. In Pillow 12.3 an image more
 // than 100x taller than wide that shrinks vertically is resized vertically first (Image.resize).
 //
+// ResizeFilter::TorchVision is torchvision's `resize(uint8 tensor, BICUBIC, antialias=True)` on a
+// CPU with AVX2 (PyTorch's uint8 path, itself modelled on Pillow-SIMD; checked bit-exact against
+// torch 2.13 on random and video frames): the same taps and passes (always horizontal first) but
+// the cubic's second piece written ((a*x - 5a)*x + 8a)*x - 4a, the scale in double without the
+// float32 box, and int16 weights: precision p is the largest p < 22 with
+// int(0.5 + max_weight * 2^(p+1)) < 2^15 (per axis), weights int(w * 2^p +/- 0.5), and
+// out = clamp((2^(p-1) + sum) >> p, 0, 255). (Non-AVX2 CPUs take a float path there instead.)
+//
 // Floating point: the filter polynomial must not be contracted into FMAs (Pillow's x86-64
 // wheels have none), so contraction is off for this file.
 #if defined(__clang__)
@@ -34,7 +42,6 @@
 namespace vl3::media {
 namespace {
 
-constexpr int kPrecisionBits = 32 - 8 - 2;  // 22: 8 bits of result, 2 bits of headroom
 constexpr int64_t kMaxSide = 1 << 24;        // sides must stay exact in float32 (Pillow's box)
 constexpr int64_t kMaxPixels = int64_t(1) << 31;
 
@@ -46,69 +53,24 @@ double round_half_even(double x) {
   return r;
 }
 
-// Keys cubic convolution kernel with a = -0.5, written as Pillow evaluates it.
-double cubic(double x) {
+// Keys cubic convolution kernel with a = -0.5, written as Pillow (or PyTorch) evaluates it.
+double cubic(double x, ResizeFilter filter) {
   const double a = -0.5;
   if (x < 0.0) x = -x;
   if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  if (x < 2.0) {
+    return filter == ResizeFilter::Pillow ? (((x - 5) * x + 8) * x - 4) * a : ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+  }
   return 0.0;
 }
 
-// Fixed-point taps of one axis: output i reads `count[i]` inputs from `first[i]`,
-// weights at weights[i * ksize ...].
-struct Taps {
-  int ksize = 0;
-  std::vector<int> first;
-  std::vector<int> count;
-  std::vector<int32_t> weights;
-};
-
-Taps compute_taps(int in_size, int out_size) {
-  // Pillow passes the box edges as float32 and computes (in1 - in0) / out in double.
-  const double scale = static_cast<double>(static_cast<float>(in_size) - 0.0f) / out_size;
-  const double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = 2.0 * filterscale;
-  const double inv = 1.0 / filterscale;
-
-  Taps t;
-  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  t.first.resize(static_cast<size_t>(out_size));
-  t.count.resize(static_cast<size_t>(out_size));
-  t.weights.assign(static_cast<size_t>(out_size) * static_cast<size_t>(t.ksize), 0);
-  std::vector<double> w(static_cast<size_t>(t.ksize));
-
-  for (int i = 0; i < out_size; ++i) {
-    const double center = 0.0 + (i + 0.5) * scale;
-    int lo = static_cast<int>(center - support + 0.5);
-    if (lo < 0) lo = 0;
-    int hi = static_cast<int>(center + support + 0.5);
-    if (hi > in_size) hi = in_size;
-    const int n = hi - lo;
-    double sum = 0.0;
-    for (int j = 0; j < n; ++j) {
-      w[j] = cubic((j + lo - center + 0.5) * inv);
-      sum += w[j];
-    }
-    int32_t* k = &t.weights[static_cast<size_t>(i) * t.ksize];
-    for (int j = 0; j < n; ++j) {
-      const double v = sum != 0.0 ? w[j] / sum : w[j];
-      const double scaled = v * (1 << kPrecisionBits);
-      k[j] = static_cast<int32_t>(v < 0 ? -0.5 + scaled : 0.5 + scaled);
-    }
-    t.first[i] = lo;
-    t.count[i] = n;
-  }
-  return t;
-}
-
-inline uint8_t clip8(int32_t acc) {
-  const int32_t v = acc >> kPrecisionBits;  // arithmetic shift: floor, as Pillow's table lookup
+inline uint8_t clip8(int32_t acc, int precision) {
+  const int32_t v = acc >> precision;  // arithmetic shift: floor, as Pillow's table lookup
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-RgbImage resample_horizontal(const RgbImage& src, int out_w) {
-  const Taps t = compute_taps(src.width, out_w);
+RgbImage resample_horizontal(const RgbImage& src, int out_w, ResizeFilter filter) {
+  const ResampleTaps t = resample_taps(src.width, out_w, filter);
   RgbImage out;
   out.width = out_w;
   out.height = src.height;
@@ -119,22 +81,22 @@ RgbImage resample_horizontal(const RgbImage& src, int out_w) {
     for (int x = 0; x < out_w; ++x) {
       const int32_t* k = &t.weights[static_cast<size_t>(x) * t.ksize];
       const uint8_t* p = row + static_cast<size_t>(t.first[x]) * 3;
-      int32_t r = 1 << (kPrecisionBits - 1), g = r, b = r;
+      int32_t r = 1 << (t.precision - 1), g = r, b = r;
       for (int j = 0; j < t.count[x]; ++j, p += 3) {
         r += p[0] * k[j];
         g += p[1] * k[j];
         b += p[2] * k[j];
       }
-      dst[x * 3 + 0] = clip8(r);
-      dst[x * 3 + 1] = clip8(g);
-      dst[x * 3 + 2] = clip8(b);
+      dst[x * 3 + 0] = clip8(r, t.precision);
+      dst[x * 3 + 1] = clip8(g, t.precision);
+      dst[x * 3 + 2] = clip8(b, t.precision);
     }
   }
   return out;
 }
 
-RgbImage resample_vertical(const RgbImage& src, int out_h) {
-  const Taps t = compute_taps(src.height, out_h);
+RgbImage resample_vertical(const RgbImage& src, int out_h, ResizeFilter filter) {
+  const ResampleTaps t = resample_taps(src.height, out_h, filter);
   const size_t stride = static_cast<size_t>(src.width) * 3;
   RgbImage out;
   out.width = src.width;
@@ -143,7 +105,7 @@ RgbImage resample_vertical(const RgbImage& src, int out_h) {
   std::vector<int32_t> acc(stride);
   for (int y = 0; y < out_h; ++y) {
     // Sum whole rows at a time (integer sums: the order does not change the result).
-    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    std::fill(acc.begin(), acc.end(), 1 << (t.precision - 1));
     const int32_t* k = &t.weights[static_cast<size_t>(y) * t.ksize];
     for (int j = 0; j < t.count[y]; ++j) {
       const uint8_t* row = &src.data[static_cast<size_t>(t.first[y] + j) * stride];
@@ -151,10 +113,12 @@ RgbImage resample_vertical(const RgbImage& src, int out_h) {
       for (size_t i = 0; i < stride; ++i) acc[i] += row[i] * kj;
     }
     uint8_t* dst = &out.data[static_cast<size_t>(y) * stride];
-    for (size_t i = 0; i < stride; ++i) dst[i] = clip8(acc[i]);
+    for (size_t i = 0; i < stride; ++i) dst[i] = clip8(acc[i], t.precision);
   }
   return out;
 }
+
+}  // namespace
 
 void check_image(const RgbImage& img, const char* what) {
   check(img.width > 0 && img.height > 0, ErrorCode::InvalidArgument,
@@ -168,7 +132,94 @@ void check_image(const RgbImage& img, const char* what) {
                img.data.size()));
 }
 
-}  // namespace
+ResampleTaps resample_taps(int in_size, int out_size, ResizeFilter filter) {
+  const bool pillow = filter == ResizeFilter::Pillow;
+  // Pillow passes the box edges as float32 and computes (in1 - in0) / out in double.
+  const double scale = pillow ? static_cast<double>(static_cast<float>(in_size) - 0.0f) / out_size
+                              : static_cast<double>(in_size) / out_size;
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = 2.0 * filterscale;
+  const double inv = 1.0 / filterscale;
+
+  ResampleTaps t;
+  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.first.resize(static_cast<size_t>(out_size));
+  t.count.resize(static_cast<size_t>(out_size));
+  t.weights.assign(static_cast<size_t>(out_size) * static_cast<size_t>(t.ksize), 0);
+  std::vector<double> w(static_cast<size_t>(out_size) * static_cast<size_t>(t.ksize), 0.0);
+
+  double w_max = 0.0;
+  for (int i = 0; i < out_size; ++i) {
+    const double center = 0.0 + (i + 0.5) * scale;
+    int lo = static_cast<int>(center - support + 0.5);
+    if (lo < 0) lo = 0;
+    int hi = static_cast<int>(center + support + 0.5);
+    if (hi > in_size) hi = in_size;
+    const int n = hi - lo;
+    double* wi = &w[static_cast<size_t>(i) * t.ksize];
+    double sum = 0.0;
+    for (int j = 0; j < n; ++j) {
+      wi[j] = cubic((j + lo - center + 0.5) * inv, filter);
+      sum += wi[j];
+    }
+    for (int j = 0; j < n; ++j) {
+      if (sum != 0.0) wi[j] /= sum;
+      w_max = std::max(w_max, wi[j]);
+    }
+    t.first[i] = lo;
+    t.count[i] = n;
+  }
+  t.precision = kResamplePrecisionBits;
+  if (!pillow) {  // the largest precision whose weights fit int16 (PyTorch's uint8 path)
+    for (t.precision = 0; t.precision < kResamplePrecisionBits; ++t.precision) {
+      if (static_cast<int>(0.5 + w_max * static_cast<double>(1 << (t.precision + 1))) >= (1 << 15)) break;
+    }
+  }
+  const double unit = static_cast<double>(1 << t.precision);
+  for (size_t k = 0; k < w.size(); ++k) {
+    const double scaled = w[k] * unit;
+    t.weights[k] = static_cast<int32_t>(w[k] < 0 ? -0.5 + scaled : 0.5 + scaled);
+  }
+  return t;
+}
+
+ResizePlan resize_plan(int in_w, int in_h, int out_w, int out_h, ResizeFilter filter) {
+  ResizePlan p;
+  p.horizontal = out_w != in_w;
+  p.vertical = out_h != in_h;
+  // Image.resize: very tall images that shrink vertically go through the vertical pass first.
+  p.vertical_first = filter == ResizeFilter::Pillow && static_cast<int64_t>(in_h) > static_cast<int64_t>(in_w) * 100 &&
+                     p.vertical && out_h < in_h;
+  return p;
+}
+
+void check_resize(const RgbImage& src, int out_w, int out_h) {
+  check_image(src, "resize_bicubic");
+  check(out_w > 0 && out_h > 0 && out_w <= kMaxSide && out_h <= kMaxSide &&
+            static_cast<int64_t>(out_w) * out_h <= kMaxPixels,
+        ErrorCode::InvalidArgument,
+        format("resize_bicubic: output size %dx%d must be positive and at most %lld pixels", out_w, out_h,
+               static_cast<long long>(kMaxPixels)));
+}
+
+void check_patchify(int width, int height, int patch, int merge) {
+  check(patch > 0 && merge > 0, ErrorCode::InvalidArgument,
+        format("patchify: patch (%d) and merge (%d) must be positive", patch, merge));
+  const int block = patch * merge;
+  check(width % block == 0 && height % block == 0, ErrorCode::InvalidArgument,
+        format("patchify: image of %dx%d pixels is not a multiple of patch * merge = %d", width, height, block));
+}
+
+void normalize_table(const float mean[3], const float std[3], float lut[3 * 256]) {
+  // The reference rescales in float64 then rounds to float32, and normalizes in float32.
+  const double rescale = 1.0 / 255.0;
+  for (int c = 0; c < 3; ++c) {
+    for (int p = 0; p < 256; ++p) {
+      const float x = static_cast<float>(p * rescale);
+      lut[c * 256 + p] = (x - mean[c]) / std[c];
+    }
+  }
+}
 
 ImageSize smart_resize(int64_t height, int64_t width, int factor, int64_t min_pixels, int64_t max_pixels) {
   check(height > 0 && width > 0 && height <= kMaxSide && width <= kMaxSide, ErrorCode::InvalidArgument,
@@ -202,46 +253,25 @@ ImageSize smart_resize(int64_t height, int64_t width, int factor, int64_t min_pi
   return ImageSize{static_cast<int>(hb), static_cast<int>(wb)};
 }
 
-RgbImage resize_bicubic(const RgbImage& src, int out_w, int out_h) {
-  check_image(src, "resize_bicubic");
-  check(out_w > 0 && out_h > 0 && out_w <= kMaxSide && out_h <= kMaxSide &&
-            static_cast<int64_t>(out_w) * out_h <= kMaxPixels,
-        ErrorCode::InvalidArgument,
-        format("resize_bicubic: output size %dx%d must be positive and at most %lld pixels", out_w, out_h,
-               static_cast<long long>(kMaxPixels)));
-
-  const bool resize_w = out_w != src.width, resize_h = out_h != src.height;
-  if (!resize_w && !resize_h) return src;
-  // Image.resize: very tall images that shrink vertically go through the vertical pass first.
-  const bool vertical_first = static_cast<int64_t>(src.height) > static_cast<int64_t>(src.width) * 100 && resize_h &&
-                              out_h < src.height;
-  if (vertical_first) {
-    RgbImage tmp = resample_vertical(src, out_h);
-    return resize_w ? resample_horizontal(tmp, out_w) : tmp;
+RgbImage resize_bicubic(const RgbImage& src, int out_w, int out_h, ResizeFilter filter) {
+  check_resize(src, out_w, out_h);
+  const ResizePlan plan = resize_plan(src.width, src.height, out_w, out_h, filter);
+  if (!plan.horizontal && !plan.vertical) return src;
+  if (plan.vertical_first) {
+    RgbImage tmp = resample_vertical(src, out_h, filter);
+    return plan.horizontal ? resample_horizontal(tmp, out_w, filter) : tmp;
   }
-  if (!resize_w) return resample_vertical(src, out_h);
-  RgbImage tmp = resample_horizontal(src, out_w);
-  return resize_h ? resample_vertical(tmp, out_h) : tmp;
+  if (!plan.horizontal) return resample_vertical(src, out_h, filter);
+  RgbImage tmp = resample_horizontal(src, out_w, filter);
+  return plan.vertical ? resample_vertical(tmp, out_h, filter) : tmp;
 }
 
 void patchify(const RgbImage& img, int patch, int merge, const float mean[3], const float std[3], float* out) {
   check_image(img, "patchify");
-  check(patch > 0 && merge > 0, ErrorCode::InvalidArgument,
-        format("patchify: patch (%d) and merge (%d) must be positive", patch, merge));
-  const int block = patch * merge;
-  check(img.width % block == 0 && img.height % block == 0, ErrorCode::InvalidArgument,
-        format("patchify: image of %dx%d pixels is not a multiple of patch * merge = %d", img.width, img.height,
-               block));
-
-  // The reference rescales in float64 then rounds to float32, and normalizes in float32.
-  float lut[3][256];
-  const double rescale = 1.0 / 255.0;
-  for (int c = 0; c < 3; ++c) {
-    for (int p = 0; p < 256; ++p) {
-      const float x = static_cast<float>(p * rescale);
-      lut[c][p] = (x - mean[c]) / std[c];
-    }
-  }
+  check_patchify(img.width, img.height, patch, merge);
+  float table[3 * 256];
+  normalize_table(mean, std, table);
+  const float(*lut)[256] = reinterpret_cast<const float(*)[256]>(table);
 
   const int grid_h = img.height / patch, grid_w = img.width / patch;
   const size_t stride = static_cast<size_t>(img.width) * 3;
@@ -264,7 +294,7 @@ void patchify(const RgbImage& img, int patch, int merge, const float mean[3], co
   }
 }
 
-PreprocessedImage preprocess_image(const RgbImage& img, const ImageBudget& budget) {
+PreprocessedImage preprocess_image(const RgbImage& img, const ImageBudget& budget, PreprocessFn accel) {
   check_image(img, "preprocess_image");
   check(budget.patch_size > 0 && budget.merge_size > 0 && budget.patch_size <= 1024 && budget.merge_size <= 64,
         ErrorCode::InvalidArgument,
@@ -279,14 +309,19 @@ PreprocessedImage preprocess_image(const RgbImage& img, const ImageBudget& budge
         format("Image of %dx%d pixels resizes to %dx%d, over the limit of %lld pixels", img.width, img.height,
                size.width, size.height, static_cast<long long>(kMaxPixels)));
 
-  const RgbImage resized = resize_bicubic(img, size.width, size.height);
   PreprocessedImage out;
   out.resized_h = size.height;
   out.resized_w = size.width;
   out.grid_h = size.height / budget.patch_size;
   out.grid_w = size.width / budget.patch_size;
   out.pixels.resize(static_cast<size_t>(out.grid_h) * out.grid_w * 3 * budget.patch_size * budget.patch_size);
-  patchify(resized, budget.patch_size, budget.merge_size, budget.mean, budget.std, out.pixels.data());
+  if (accel != nullptr) {
+    accel(img, size.width, size.height, ResizeFilter::Pillow, budget.patch_size, budget.merge_size, budget.mean, budget.std,
+          out.pixels.data(), nullptr);
+  } else {
+    const RgbImage resized = resize_bicubic(img, size.width, size.height);
+    patchify(resized, budget.patch_size, budget.merge_size, budget.mean, budget.std, out.pixels.data());
+  }
   return out;
 }
 

@@ -22,6 +22,14 @@ struct RgbImage {
   std::vector<uint8_t> data;  // width * height * 3 bytes
 };
 
+/**
+ * Which reference's bicubic resampling to reproduce: Pillow's `Image.resize(size, BICUBIC)` (the
+ * image processor's) or torchvision's `resize(uint8 tensor, BICUBIC, antialias=True)` on an AVX2
+ * CPU (the video processor's). Both are Keys cubic (a = -0.5) with antialiasing; they differ in
+ * fixed-point precision and pass order, by at most one level.
+ */
+enum class ResizeFilter { Pillow, TorchVision };
+
 /** A target size in pixels. */
 struct ImageSize {
   int height = 0;
@@ -62,7 +70,7 @@ ImageSize smart_resize(int64_t height, int64_t width, int factor, int64_t min_pi
  * 100x their width that shrink vertically) and the skipped pass when a side keeps its size.
  * Throws InvalidArgument for empty or inconsistent input and non-positive output sizes.
  */
-RgbImage resize_bicubic(const RgbImage& src, int out_w, int out_h);
+RgbImage resize_bicubic(const RgbImage& src, int out_w, int out_h, ResizeFilter filter = ResizeFilter::Pillow);
 
 /**
  * Writes the normalized patches of `img` to `out` (rows of 3*patch*patch floats, (c, y, x) order),
@@ -73,7 +81,45 @@ RgbImage resize_bicubic(const RgbImage& src, int out_w, int out_h);
  */
 void patchify(const RgbImage& img, int patch, int merge, const float mean[3], const float std[3], float* out);
 
-/** smart_resize (factor patch*merge) + resize_bicubic + patchify. */
-PreprocessedImage preprocess_image(const RgbImage& img, const ImageBudget& budget);
+/** Fixed-point bits of Pillow's resampling weights (PRECISION_BITS: 32 - 8 - 2). */
+constexpr int kResamplePrecisionBits = 22;
+
+/** The taps of one resize axis: output i reads `count[i]` inputs from `first[i]` with the
+ *  fixed-point weights at weights[i * ksize ...], scaled by 2^precision. Shared by
+ *  resize_bicubic and its GPU twin. */
+struct ResampleTaps {
+  int ksize = 0;
+  int precision = kResamplePrecisionBits;
+  std::vector<int> first;
+  std::vector<int> count;
+  std::vector<int32_t> weights;
+};
+ResampleTaps resample_taps(int in_size, int out_size, ResizeFilter filter);
+
+/** The passes resize_bicubic runs for a size change (none, one, or both, in Pillow's order). */
+struct ResizePlan {
+  bool horizontal = false;
+  bool vertical = false;
+  bool vertical_first = false;
+};
+ResizePlan resize_plan(int in_w, int in_h, int out_w, int out_h, ResizeFilter filter);
+
+/** The normalization patchify applies: table[c * 256 + p] is the float of level p in channel c. */
+void normalize_table(const float mean[3], const float std[3], float table[3 * 256]);
+
+/** Argument checks of resize_bicubic / patchify / any RGB image (InvalidArgument with the reason). */
+void check_resize(const RgbImage& src, int out_w, int out_h);
+void check_patchify(int width, int height, int patch, int merge);
+void check_image(const RgbImage& img, const char* what);
+
+/**
+ * A twin of resize_bicubic + patchify with the same contract (writes the patches, and the resized
+ * image when `resized` is not null), e.g. kernels::preprocess_cuda; null selects the CPU path.
+ */
+using PreprocessFn = void (*)(const RgbImage& src, int out_w, int out_h, ResizeFilter filter, int patch, int merge,
+                              const float mean[3], const float std[3], float* out, RgbImage* resized);
+
+/** smart_resize (factor patch*merge) + resize_bicubic + patchify, on the CPU or through `accel`. */
+PreprocessedImage preprocess_image(const RgbImage& img, const ImageBudget& budget, PreprocessFn accel = nullptr);
 
 }  // namespace vl3::media

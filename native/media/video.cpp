@@ -71,45 +71,6 @@ void check_norm(float threshold, const float mean[3], const float std[3], const 
   }
 }
 
-/** The pruning rule of one configuration (see the comment at the top of this file). */
-struct PruneRule {
-  bool disabled = false;     // threshold 0: keep everything
-  bool equal_std = false;    // integer criterion S >= min_sum
-  int64_t min_sum = 0;
-  double inv_std[3] = {0, 0, 0};
-  double bound = 0;          // threshold * N, for the unequal-std case
-
-  PruneRule(int patch, int merge, float threshold, const float std[3]) {
-    disabled = threshold == 0.0f;
-    const int64_t block = static_cast<int64_t>(patch) * merge;
-    const double n = static_cast<double>(3 * block * block);  // <= 3 * 2^32, exact
-    const double s0 = std::fabs(static_cast<double>(std[0]));
-    equal_std = s0 == std::fabs(static_cast<double>(std[1])) && s0 == std::fabs(static_cast<double>(std[2]));
-    for (int c = 0; c < 3; ++c) inv_std[c] = 1.0 / std::fabs(static_cast<double>(std[c]));
-    bound = static_cast<double>(threshold) * n;
-    if (equal_std && !disabled) {
-      const double ts = static_cast<double>(threshold) * s0;  // exact: 24-bit x 24-bit mantissas
-      // Smallest integer S with S - ts*n > 0, decided by the exact sign of fma(-ts, n, S).
-      const double approx = std::floor(ts * n);
-      if (!(approx < 255.0 * n)) {
-        min_sum = static_cast<int64_t>(255.0 * n) + 1;  // unreachable: S <= 255 * n
-      } else {
-        int64_t s = approx > 1.0 ? static_cast<int64_t>(approx) - 1 : 0;
-        while (!(std::fma(-ts, n, static_cast<double>(s)) > 0.0)) ++s;
-        min_sum = s;
-      }
-    }
-  }
-
-  bool keep(const int64_t sums[3]) const {
-    if (disabled) return true;
-    if (equal_std) return sums[0] + sums[1] + sums[2] >= min_sum;
-    const double v = static_cast<double>(sums[0]) * inv_std[0] + static_cast<double>(sums[1]) * inv_std[1] +
-                     static_cast<double>(sums[2]) * inv_std[2];
-    return v > bound;
-  }
-};
-
 /** Per merged token, per channel, sum of |cur - prev| over the token's block. */
 std::vector<uint8_t> apply_rule(const RgbImage& prev, const RgbImage& cur, int block, const PruneRule& rule) {
   const int bh = cur.height / block, bw = cur.width / block;
@@ -145,6 +106,37 @@ std::vector<uint8_t> apply_rule(const RgbImage& prev, const RgbImage& cur, int b
 
 }  // namespace
 
+// See the comment at the top of this file.
+PruneRule::PruneRule(int patch, int merge, float threshold, const float std[3]) {
+  disabled = threshold == 0.0f;
+  const int64_t block = static_cast<int64_t>(patch) * merge;
+  const double n = static_cast<double>(3 * block * block);  // <= 3 * 2^32, exact
+  const double s0 = std::fabs(static_cast<double>(std[0]));
+  equal_std = s0 == std::fabs(static_cast<double>(std[1])) && s0 == std::fabs(static_cast<double>(std[2]));
+  for (int c = 0; c < 3; ++c) inv_std[c] = 1.0 / std::fabs(static_cast<double>(std[c]));
+  bound = static_cast<double>(threshold) * n;
+  if (equal_std && !disabled) {
+    const double ts = static_cast<double>(threshold) * s0;  // exact: 24-bit x 24-bit mantissas
+    // Smallest integer S with S - ts*n > 0, decided by the exact sign of fma(-ts, n, S).
+    const double approx = std::floor(ts * n);
+    if (!(approx < 255.0 * n)) {
+      min_sum = static_cast<int64_t>(255.0 * n) + 1;  // unreachable: S <= 255 * n
+    } else {
+      int64_t s = approx > 1.0 ? static_cast<int64_t>(approx) - 1 : 0;
+      while (!(std::fma(-ts, n, static_cast<double>(s)) > 0.0)) ++s;
+      min_sum = s;
+    }
+  }
+}
+
+bool PruneRule::keep(const int64_t sums[3]) const {
+  if (disabled) return true;
+  if (equal_std) return sums[0] + sums[1] + sums[2] >= min_sum;
+  const double v = static_cast<double>(sums[0]) * inv_std[0] + static_cast<double>(sums[1]) * inv_std[1] +
+                   static_cast<double>(sums[2]) * inv_std[2];
+  return v > bound;
+}
+
 ImageSize video_frame_size(int64_t h, int64_t w, int64_t num_frames, int patch, int merge, int64_t min_pixels,
                            int64_t max_pixels) {
   check_patch_merge(patch, merge, "video_frame_size");
@@ -160,8 +152,8 @@ ImageSize video_frame_size(int64_t h, int64_t w, int64_t num_frames, int patch, 
   return smart_resize(h, w, patch * merge, min_pixels, per_frame);
 }
 
-std::vector<uint8_t> keep_mask(const RgbImage& prev, const RgbImage& cur, int patch, int merge, float threshold,
-                               const float mean[3], const float std[3]) {
+void check_keep_mask(const RgbImage& prev, const RgbImage& cur, int patch, int merge, float threshold,
+                     const float mean[3], const float std[3]) {
   check_patch_merge(patch, merge, "keep_mask");
   check_frame(prev, "keep_mask");
   check_frame(cur, "keep_mask");
@@ -172,12 +164,23 @@ std::vector<uint8_t> keep_mask(const RgbImage& prev, const RgbImage& cur, int pa
   check(cur.width % block == 0 && cur.height % block == 0, ErrorCode::InvalidArgument,
         format("keep_mask: frame of %dx%d pixels is not a multiple of patch * merge = %d", cur.width, cur.height,
                block));
-  return apply_rule(prev, cur, block, PruneRule(patch, merge, threshold, std));
+}
+
+std::vector<uint8_t> keep_mask(const RgbImage& prev, const RgbImage& cur, int patch, int merge, float threshold,
+                               const float mean[3], const float std[3]) {
+  check_keep_mask(prev, cur, patch, merge, threshold, mean, std);
+  return apply_rule(prev, cur, patch * merge, PruneRule(patch, merge, threshold, std));
 }
 
 VideoFramePreprocessor::VideoFramePreprocessor(int patch, int merge, ImageSize target, const float mean[3],
-                                               const float std[3], float prune_threshold)
-    : patch_(patch), merge_(merge), target_(target), threshold_(prune_threshold) {
+                                               const float std[3], float prune_threshold, PreprocessFn preprocess,
+                                               KeepMaskFn keep_mask)
+    : patch_(patch),
+      merge_(merge),
+      target_(target),
+      threshold_(prune_threshold),
+      preprocess_(preprocess),
+      keep_mask_(keep_mask) {
   check_patch_merge(patch, merge, "VideoFramePreprocessor");
   check_norm(prune_threshold, mean, std, "VideoFramePreprocessor");
   const int block = patch * merge;
@@ -201,14 +204,22 @@ VideoFrame VideoFramePreprocessor::push(const RgbImage& frame) {
           format("VideoFramePreprocessor::push: frame %d is %dx%d pixels but the video's frames are %dx%d", frames_,
                  frame.width, frame.height, src_w_, src_h_));
   }
-  RgbImage resized = resize_bicubic(frame, target_.width, target_.height);
   VideoFrame out;
   out.grid_h = target_.height / patch_;
   out.grid_w = target_.width / patch_;
   out.pixels.resize(static_cast<size_t>(out.grid_h) * out.grid_w * 3 * patch_ * patch_);
-  patchify(resized, patch_, merge_, mean_, std_, out.pixels.data());
+  RgbImage resized;
+  if (preprocess_ != nullptr) {
+    preprocess_(frame, target_.width, target_.height, ResizeFilter::TorchVision, patch_, merge_, mean_, std_,
+                out.pixels.data(), &resized);
+  } else {
+    resized = resize_bicubic(frame, target_.width, target_.height, ResizeFilter::TorchVision);
+    patchify(resized, patch_, merge_, mean_, std_, out.pixels.data());
+  }
   if (frames_ == 0) {
     out.keep.assign(static_cast<size_t>(out.grid_h / merge_) * (out.grid_w / merge_), 1);
+  } else if (keep_mask_ != nullptr) {
+    out.keep = keep_mask_(prev_, resized, patch_, merge_, threshold_, mean_, std_);
   } else {
     out.keep = apply_rule(prev_, resized, patch_ * merge_, PruneRule(patch_, merge_, threshold_, std_));
   }

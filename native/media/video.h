@@ -35,6 +35,29 @@ ImageSize video_frame_size(int64_t h, int64_t w, int64_t num_frames, int patch, 
 std::vector<uint8_t> keep_mask(const RgbImage& prev, const RgbImage& cur, int patch, int merge, float threshold,
                                const float mean[3], const float std[3]);
 
+/** A twin of keep_mask with the same contract (kernels::keep_mask_cuda); null selects the CPU path. */
+using KeepMaskFn = std::vector<uint8_t> (*)(const RgbImage& prev, const RgbImage& cur, int patch, int merge,
+                                            float threshold, const float mean[3], const float std[3]);
+
+/** Argument checks of keep_mask (InvalidArgument with the reason); shared with its GPU twin. */
+void check_keep_mask(const RgbImage& prev, const RgbImage& cur, int patch, int merge, float threshold,
+                     const float mean[3], const float std[3]);
+
+/**
+ * The pruning decision of one configuration, from a merged token's per-channel sums of |Δ level|
+ * (video.cpp explains the exact arithmetic). Shared by keep_mask and its GPU twin.
+ */
+struct PruneRule {
+  bool disabled = false;   // threshold 0: keep everything
+  bool equal_std = false;  // integer criterion S >= min_sum
+  int64_t min_sum = 0;
+  double inv_std[3] = {0, 0, 0};
+  double bound = 0;  // threshold * N, for the unequal-std case
+
+  PruneRule(int patch, int merge, float threshold, const float std[3]);
+  bool keep(const int64_t sums[3]) const;
+};
+
 /** One preprocessed frame: `pixels` is [grid_h * grid_w, 3 * patch * patch] in merge-block order. */
 struct VideoFrame {
   std::vector<float> pixels;
@@ -53,9 +76,10 @@ struct VideoFrame {
 class VideoFramePreprocessor {
  public:
   /** Throws InvalidArgument for bad patch/merge, a target size that is not a positive multiple of
-   *  patch*merge, a negative/non-finite threshold or a zero/non-finite mean or std. */
+   *  patch*merge, a negative/non-finite threshold or a zero/non-finite mean or std. `preprocess` and
+   *  `keep_mask` select accelerated twins of the per-frame steps (null: the CPU path). */
   VideoFramePreprocessor(int patch, int merge, ImageSize target, const float mean[3], const float std[3],
-                         float prune_threshold);
+                         float prune_threshold, PreprocessFn preprocess = nullptr, KeepMaskFn keep_mask = nullptr);
 
   VideoFrame push(const RgbImage& frame);
 
@@ -69,6 +93,8 @@ class VideoFramePreprocessor {
   float mean_[3];
   float std_[3];
   float threshold_;
+  PreprocessFn preprocess_;
+  KeepMaskFn keep_mask_;
   int frames_ = 0;
   int src_w_ = 0;
   int src_h_ = 0;

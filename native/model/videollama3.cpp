@@ -17,7 +17,7 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
     ggml_backend_dev_t dev = ggml_backend_dev_get(i);
     if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU) gpu = dev;
   }
-  check(device != Device::Cuda || gpu != nullptr, ErrorCode::InvalidArgument,
+  check(device != Device::Cuda || gpu != nullptr, ErrorCode::DeviceUnavailable,
         "device 'cuda' was requested but no CUDA device is available: this addon has no CUDA backend "
         "(build one with `npm run build:cuda`) or no NVIDIA driver and GPU were found; use device 'auto' to fall back to the CPU");
   if (gpu != nullptr && device != Device::Cpu) {

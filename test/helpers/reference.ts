@@ -17,12 +17,11 @@ export interface CaseManifest {
   config: string;
   case: string;
   images?: { file: string; grid_thw: number[]; resized_size: number[]; decoded_size: number[] }[];
-  video?: { file: string; fps: number };
+  video?: { file: string; fps: number; sampled_rgb_sha256: string[]; pyav_equal: boolean; pyav_frame_count: number };
   frame_indices?: number[];
   timestamps?: number[];
   tokens_per_frame?: number;
   kept_per_frame?: number[];
-  pillow_resize?: { max_level_diff: number; compression_mask_equal: boolean };
   grid_thw?: number[];
   input_ids: number[];
   stages: Record<string, StageInfo>;

@@ -13,11 +13,13 @@ its `_meta_registrations.py` and `_autograd_registrations.py` (see /work/shared/
     : > .venv-video/lib/python3.11/site-packages/torchvision/_autograd_registrations.py
     .venv-video/bin/python tools/reference/make_video_fixtures.py
 
-The processor resizes frames with torchvision (which may differ from Pillow by one level, spec
-§14.14), while this library resizes like the image path (Pillow). The frames are therefore resized
-here with Pillow (`Image.resize(size, BICUBIC)`) and handed to the processor with do_resize=False:
-its normalization, patchify and `video_compression_mask` are the reference for the same pixels.
-Other thresholds / std values call the processor's own `_get_compression_mask` on its output.
+The processor resizes frames with torchvision (`resize(uint8, BICUBIC, antialias=True)`, which may
+differ from Pillow by one level, spec §14.14); this library reproduces that resize for video frames
+(media::ResizeFilter::TorchVision). The frames are resized here with that same torchvision call to
+the fixed test size and handed to the processor with do_resize=False: its normalization, patchify
+and `video_compression_mask` are the reference. (Run on an AVX2 CPU: torch takes a float path for
+uint8 bicubic without AVX2.) Other thresholds / std values call the processor's own
+`_get_compression_mask` on its output.
 
 Writes test/fixtures/video-preprocess/{frames.bin.gz, video.json}.
 """
@@ -28,7 +30,8 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 from transformers import VideoLlama3VideoProcessor
 from transformers.models.video_llama_3.video_processing_video_llama_3 import smart_resize
 
@@ -97,10 +100,13 @@ def sequences():
     return seqs
 
 
-def pil_resize(frame):
-    if frame.shape[:2] == (TH, TW):
-        return frame
-    return np.asarray(Image.fromarray(frame, "RGB").resize((TW, TH), Image.BICUBIC))
+def tv_resize(frames):
+    """The video processor's resize (torchvision, uint8, antialiased bicubic) to TH x TW."""
+    assert "AVX2" in torch.backends.cpu.get_cpu_capability(), "run on an AVX2 CPU (see the docstring)"
+    t = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+    if tuple(t.shape[2:]) != (TH, TW):
+        t = F.resize(t, [TH, TW], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return t.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def main():
@@ -113,7 +119,7 @@ def main():
         offset = len(blob)
         for f in frames:
             blob += f.tobytes()
-        resized = np.stack([pil_resize(f) for f in frames])
+        resized = tv_resize(frames)
         out = proc(
             videos=[resized],
             do_resize=False,

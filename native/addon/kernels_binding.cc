@@ -1,0 +1,161 @@
+// kernels: our CUDA kernels beside their CPU references (native/kernels/kernels.h), for the tests
+// that compare the two and for a device check.
+//   kernels.cudaUnavailableReason() -> string ('' when the kernels can run here)
+//   kernels.preprocess(rgb, width, height, opts{ outWidth, outHeight, filter, patchSize, mergeSize, mean, std, device })
+//     -> Promise<{ pixels: Float32Array, resized: Buffer }>
+//   kernels.keepMask(prev, cur, width, height, opts{ patchSize, mergeSize, threshold, mean, std, device })
+//     -> Promise<Uint8Array>      (prev and cur: RGB bytes of two resized frames of width x height)
+//   kernels.mergeTokens(x: Float32Array, rows, dim, merge, opts{ device }) -> Promise<Float32Array>
+// device 'cpu' runs the CPU reference, 'cuda' the kernel (DEVICE_UNAVAILABLE when it cannot run).
+#include <array>
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "addon/args.h"
+#include "addon/async.h"
+#include "addon/bindings.h"
+#include "kernels/kernels.h"
+#include "media/video.h"
+
+namespace vl3::addon {
+namespace {
+
+using namespace args;  // NOLINT: argument helpers
+
+struct Preprocessed {
+  std::vector<float> pixels;
+  media::RgbImage resized;
+};
+
+Napi::Value Preprocess(const Napi::CallbackInfo& info) {
+  constexpr const char* fn = "kernels.preprocess";
+  Napi::Env env = info.Env();
+  auto img = std::make_shared<media::RgbImage>(rgb_args(info, fn));
+  Napi::Object o = options_arg(env, fn, info[3]);
+  const int ow = static_cast<int>(integer_arg(env, fn, "opts.outWidth", o.Get("outWidth"), 1, 1 << 24));
+  const int oh = static_cast<int>(integer_arg(env, fn, "opts.outHeight", o.Get("outHeight"), 1, 1 << 24));
+  const int patch = static_cast<int>(integer_arg(env, fn, "opts.patchSize", o.Get("patchSize"), 1, 1024));
+  const int merge = static_cast<int>(integer_arg(env, fn, "opts.mergeSize", o.Get("mergeSize"), 1, 64));
+  std::array<float, 3> mean{}, sd{};
+  triple_arg(env, fn, o, "mean", false, mean.data());
+  triple_arg(env, fn, o, "std", true, sd.data());
+  const bool gpu = cuda_device_arg(env, fn, o);
+  const media::ResizeFilter filter = filter_arg(env, fn, o);
+  return PromiseWorker<Preprocessed>::Start(
+      env,
+      [=]() {
+        media::check_resize(*img, ow, oh);
+        media::check_patchify(ow, oh, patch, merge);
+        Preprocessed r;
+        r.pixels.resize(static_cast<size_t>(oh / patch) * (ow / patch) * 3 * patch * patch);
+        if (gpu) {
+          kernels::preprocess_cuda(*img, ow, oh, filter, patch, merge, mean.data(), sd.data(), r.pixels.data(),
+                                   &r.resized);
+        } else {
+          r.resized = media::resize_bicubic(*img, ow, oh, filter);
+          media::patchify(r.resized, patch, merge, mean.data(), sd.data(), r.pixels.data());
+        }
+        return r;
+      },
+      [](Napi::Env env, Preprocessed& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("pixels", to_f32(env, r.pixels));
+        out.Set("resized", Napi::Buffer<uint8_t>::Copy(env, r.resized.data.data(), r.resized.data.size()));
+        return out;
+      });
+}
+
+Napi::Value KeepMask(const Napi::CallbackInfo& info) {
+  constexpr const char* fn = "kernels.keepMask";
+  Napi::Env env = info.Env();
+  const int64_t w = integer_arg(env, fn, "width", info[2], 1, 1 << 24);
+  const int64_t h = integer_arg(env, fn, "height", info[3], 1, 1 << 24);
+  auto frame = [&](const Napi::Value& v, const char* name) {
+    Napi::TypedArray bytes = bytes_arg(env, fn, name, v);
+    const size_t expected = static_cast<size_t>(w) * static_cast<size_t>(h) * 3;
+    if (bytes.ByteLength() != expected) {
+      throw_invalid(env, vl3::format("%s: %s must hold width * height * 3 = %zu bytes, got %zu", fn, name, expected,
+                                     bytes.ByteLength()));
+    }
+    media::RgbImage img;
+    img.width = static_cast<int>(w);
+    img.height = static_cast<int>(h);
+    const auto* src = static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
+    img.data.assign(src, src + expected);
+    return std::make_shared<media::RgbImage>(std::move(img));
+  };
+  auto prev = frame(info[0], "prev");
+  auto cur = frame(info[1], "cur");
+  Napi::Object o = options_arg(env, fn, info[4]);
+  const int patch = static_cast<int>(integer_arg(env, fn, "opts.patchSize", o.Get("patchSize"), 1, 1024));
+  const int merge = static_cast<int>(integer_arg(env, fn, "opts.mergeSize", o.Get("mergeSize"), 1, 64));
+  Napi::Value tv = o.Get("threshold");
+  const double td = tv.IsNumber() ? tv.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(td) || td < 0) throw_expected(env, fn, "opts.threshold", "finite number >= 0", tv);
+  std::array<float, 3> mean{}, sd{};
+  triple_arg(env, fn, o, "mean", false, mean.data());
+  triple_arg(env, fn, o, "std", true, sd.data());
+  const bool gpu = cuda_device_arg(env, fn, o);
+  const float threshold = static_cast<float>(td);
+  return PromiseWorker<std::vector<uint8_t>>::Start(
+      env,
+      [=]() {
+        return gpu ? kernels::keep_mask_cuda(*prev, *cur, patch, merge, threshold, mean.data(), sd.data())
+                   : media::keep_mask(*prev, *cur, patch, merge, threshold, mean.data(), sd.data());
+      },
+      [](Napi::Env env, std::vector<uint8_t>& keep) -> Napi::Value {
+        Napi::Uint8Array a = Napi::Uint8Array::New(env, keep.size());
+        std::copy(keep.begin(), keep.end(), a.Data());
+        return a;
+      });
+}
+
+Napi::Value MergeTokens(const Napi::CallbackInfo& info) {
+  constexpr const char* fn = "kernels.mergeTokens";
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw_expected(env, fn, "x", "Float32Array", info[0]);
+  }
+  Napi::Float32Array xa = info[0].As<Napi::Float32Array>();
+  const int64_t rows = integer_arg(env, fn, "rows", info[1], 1, kMaxSafeInteger);
+  const int64_t dim = integer_arg(env, fn, "dim", info[2], 1, kMaxSafeInteger);
+  const int64_t m = integer_arg(env, fn, "merge", info[3], 1, 64);
+  if (static_cast<double>(rows) * static_cast<double>(dim) != static_cast<double>(xa.ElementLength())) {
+    throw_invalid(env, vl3::format("%s: x holds %zu values, not rows * dim = %lld * %lld", fn, xa.ElementLength(),
+                                   static_cast<long long>(rows), static_cast<long long>(dim)));
+  }
+  const bool gpu = info[4].IsUndefined() ? false : cuda_device_arg(env, fn, options_arg(env, fn, info[4]));
+  auto x = std::make_shared<std::vector<float>>(xa.Data(), xa.Data() + xa.ElementLength());
+  return PromiseWorker<std::vector<float>>::Start(
+      env,
+      [=]() {
+        const int64_t group = m * m;
+        std::vector<float> out(rows % group == 0 ? static_cast<size_t>(rows / group * dim) : 0);
+        if (gpu) {
+          kernels::merge_tokens_cuda(x->data(), rows, dim, static_cast<int>(m), out.data());
+        } else {
+          kernels::merge_tokens_cpu(x->data(), rows, dim, static_cast<int>(m), out.data());
+        }
+        return out;
+      },
+      [](Napi::Env env, std::vector<float>& out) -> Napi::Value { return to_f32(env, out); });
+}
+
+}  // namespace
+
+void RegisterKernels(Napi::Env env, Napi::Object exports) {
+  Napi::Object k = Napi::Object::New(env);
+  k.Set("cudaUnavailableReason",
+        Napi::Function::New(
+            env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+              return Napi::String::New(info.Env(), kernels::cuda_unavailable_reason());
+            },
+            "cudaUnavailableReason"));
+  k.Set("preprocess", Napi::Function::New(env, Preprocess, "preprocess"));
+  k.Set("keepMask", Napi::Function::New(env, KeepMask, "keepMask"));
+  k.Set("mergeTokens", Napi::Function::New(env, MergeTokens, "mergeTokens"));
+  exports.Set("kernels", k);
+}
+
+}  // namespace vl3::addon
