@@ -65,6 +65,7 @@ export interface NativeStage {
 export type NativeModelInfo = Omit<ModelInfo, 'contextSize' | 'preprocess' | 'device'> & {
   device: string;
   deviceNote: string;
+  gpuLayers: number;
   preprocess: ModelInfo['preprocess'] & { imageMergeSize: number; videoMergeSize: number };
   chatTemplate: string;
 };
@@ -91,6 +92,8 @@ export interface NativeSession {
     stopIds: number[];
   }): Promise<{ id: number; top: { id: number; logprob: number }[] }>;
   abort(): void;
+  /** Frees the KV cache now (a call in flight keeps it until it returns). */
+  dispose(): void;
   readonly position: number;
   readonly contextSize: number;
   readonly cacheBytes: number;
@@ -112,7 +115,11 @@ export interface NativeModel {
 }
 
 export interface NativeBinding {
-  loadModel(llmPath: string, visionPath: string, options?: { threads?: number; device?: 'auto' | 'cpu' | 'cuda' }): Promise<NativeModel>;
+  loadModel(
+    llmPath: string,
+    visionPath: string,
+    options?: { threads?: number; device?: 'auto' | 'cpu' | 'cuda'; gpuLayers?: number },
+  ): Promise<NativeModel>;
   createAbortHandle(): NativeAbortHandle;
   raiseAbort(handle: NativeAbortHandle): void;
   buildInfo: {

@@ -26,6 +26,13 @@ export interface LoadModelOptions {
    * fails, saying why); `'auto'` uses a GPU when there is one and otherwise the CPU.
    */
   device?: 'auto' | 'cpu' | 'cuda';
+  /**
+   * On a GPU, how many decoder layers go to GPU memory (default `'all'`): the last `gpuLayers`
+   * layers and the output head run on the GPU, the token embeddings and the first layers on the
+   * CPU (for a GPU too small for the whole model; the vision encoder is always on the GPU).
+   * Values above the layer count mean all. Ignored on the CPU.
+   */
+  gpuLayers?: number | 'all';
   /** Called with loading progress (0..1). */
   onProgress?: (progress: { fraction: number; stage: 'start' | 'loaded' }) => void;
   /** Cancels loading. */
@@ -110,13 +117,16 @@ export interface ModelInfo {
   eosIds: number[];
   /** The context size generations use. */
   contextSize: number;
-  /** The ggml device the model runs on (`CPU`, `CUDA0`, ...) and, for `device: 'auto'` on the CPU, why. */
-  device: { name: string; note: string };
+  /**
+   * The ggml device the model runs on (`CPU`, `CUDA0`, ...), for `device: 'auto'` on the CPU why,
+   * and how many decoder layers are on the GPU (0 on the CPU).
+   */
+  device: { name: string; note: string; gpuLayers: number };
   /** Bytes of weights in memory. */
   weightBytes: number;
 }
 
-const LOAD_KEYS = ['model', 'threads', 'contextSize', 'device', 'onProgress', 'signal'] as const;
+const LOAD_KEYS = ['model', 'threads', 'contextSize', 'device', 'gpuLayers', 'onProgress', 'signal'] as const;
 const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop', 'topLogprobs', 'signal'] as const;
 
 function numberOption(name: string, value: unknown, min: number, max: number, fallback: number, minExclusive = false): number {
@@ -140,6 +150,11 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
   const threads = intOption('threads', options.threads, 1, 256, Math.min(8, availableParallelism()));
   const contextSize = intOption('contextSize', options.contextSize, 16, 1 << 20, 4096);
   const device = choiceOption('device', options.device, ['auto', 'cpu', 'cuda'] as const, 'auto');
+  const rawLayers: unknown = options.gpuLayers;
+  if (rawLayers !== undefined && rawLayers !== 'all' && !(Number.isInteger(rawLayers) && (rawLayers as number) >= 0 && (rawLayers as number) <= 100_000)) {
+    invalid('gpuLayers', "integer between 0 and 100000 or 'all'", rawLayers);
+  }
+  const gpuLayers = rawLayers === undefined || rawLayers === 'all' ? -1 : (rawLayers as number); // -1: all
   const signal = signalOption('signal', options.signal);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') invalid('onProgress', 'function', options.onProgress);
   signal?.throwIfAborted();
@@ -151,7 +166,7 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
     if (!existsSync(f)) throw new VideoLlama3Error('INVALID_MODEL', `${f} is missing; is ${dir} a folder made by \`videollama3 convert\`?`);
   }
   options.onProgress?.({ fraction: 0, stage: 'start' });
-  const nm = await call(native().loadModel(files.llm, files.vision, { threads, device }));
+  const nm = await call(native().loadModel(files.llm, files.vision, { threads, device, gpuLayers }));
   if (signal?.aborted) {
     nm.dispose();
     throw signal.reason;
@@ -181,7 +196,7 @@ export class Model {
       videoTokenId: i.videoTokenId,
       eosIds: i.eosIds,
       contextSize: Math.min(contextSize, i.llm.trainContextSize),
-      device: { name: i.device, note: i.deviceNote },
+      device: { name: i.device, note: i.deviceNote, gpuLayers: i.gpuLayers },
       weightBytes: i.weightBytes,
     };
   }
@@ -461,8 +476,12 @@ export class Model {
   async debugPrefill(prompt: Prompt): Promise<{ ids: number[]; logits: Float32Array }> {
     const { segments, ids } = await this.#buildPrompt(prompt, undefined);
     const session = this.#live().createSession(ids.length);
-    const logits = await this.#scheduler.run(() => call(session.evaluate(segments, { allLogits: true })));
-    return { ids, logits: logits ?? new Float32Array(0) };
+    try {
+      const logits = await this.#scheduler.run(() => call(session.evaluate(segments, { allLogits: true })));
+      return { ids, logits: logits ?? new Float32Array(0) };
+    } finally {
+      session.dispose();
+    }
   }
 
   /**
@@ -611,6 +630,7 @@ export class Model {
       throw err;
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      session.dispose(); // the KV cache (GPU memory on CUDA) goes now, not at garbage collection
     }
   }
 

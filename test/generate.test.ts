@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertModel, loadModel, VideoLlama3Error, VisionTokens, type Model } from '../lib/index';
+import { native } from '../lib/binding';
 import { makeTinyCheckpoint } from './helpers/checkpoint';
 
 const work = mkdtempSync(join(tmpdir(), 'vl3-generate-'));
@@ -197,8 +198,53 @@ describe('large images', () => {
   });
 });
 
+const hasGpu = native().buildInfo.devices.some((d) => d.type === 'gpu');
+
+/** Largest |a - b| relative to the largest |b|. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i]! - b[i]!));
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return a.length === b.length ? num / den : Infinity;
+}
+
 describe('devices', () => {
-  it("runs on the CPU for 'auto' and 'cpu' here, and refuses 'cuda' without a GPU, saying why", async () => {
+  it('validates gpuLayers, which the CPU ignores', async () => {
+    const dir = join(work, 'model');
+    await expectCode(loadModel({ model: dir, gpuLayers: -1 }), 'INVALID_ARGUMENT', "Expected integer between 0 and 100000 or 'all' for gpuLayers but received -1");
+    await expectCode(loadModel({ model: dir, gpuLayers: 1.5 }), 'INVALID_ARGUMENT', 'gpuLayers');
+    await expectCode(loadModel({ model: dir, gpuLayers: 'some' as never }), 'INVALID_ARGUMENT', 'gpuLayers');
+    const cpu = await loadModel({ model: dir, threads: 1, device: 'cpu', gpuLayers: 1 });
+    expect(cpu.info.device.gpuLayers).toBe(0);
+    await cpu.dispose();
+  });
+
+  it.skipIf(!hasGpu)("with a GPU: 'auto' picks it, and all, some or no decoder layers on it give the CPU's logits and tokens", async () => {
+    const dir = join(work, 'model');
+    const cpu = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+    const prompt = 'The quick brown fox';
+    const want = await cpu.debugPrefill(prompt);
+    const wantTokens = (await cpu.complete(prompt, { maxTokens: 8 })).tokens;
+    await cpu.dispose();
+    for (const gpuLayers of ['all', 1, 0] as const) {
+      const gpu = await loadModel({ model: dir, threads: 2, device: 'auto', gpuLayers });
+      try {
+        expect(gpu.info.device.name).toMatch(/^CUDA/);
+        if (gpuLayers !== 'all') expect(gpu.info.device.gpuLayers).toBe(gpuLayers);
+        const got = await gpu.debugPrefill(prompt);
+        expect(got.ids).toEqual(want.ids);
+        expect(relErr(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-3);
+        expect((await gpu.complete(prompt, { maxTokens: 8 })).tokens, `gpuLayers ${gpuLayers}`).toEqual(wantTokens);
+      } finally {
+        await gpu.dispose();
+      }
+    }
+  });
+
+  it.skipIf(hasGpu)("without a GPU: 'auto' and 'cpu' run on the CPU, and 'cuda' fails saying why", async () => {
     const dir = join(work, 'model');
     const auto = await loadModel({ model: dir, threads: 1, device: 'auto' });
     try {
@@ -208,7 +254,7 @@ describe('devices', () => {
       await auto.dispose();
     }
     const cpu = await loadModel({ model: dir, threads: 1, device: 'cpu' });
-    expect(cpu.info.device).toEqual({ name: 'CPU', note: '' });
+    expect(cpu.info.device).toEqual({ name: 'CPU', note: '', gpuLayers: 0 });
     await cpu.dispose();
     await expectCode(loadModel({ model: dir, device: 'cuda' }), 'DEVICE_UNAVAILABLE', 'npm run build:cuda');
     await expectCode(loadModel({ model: dir, device: 'gpu' as never }), 'INVALID_ARGUMENT', "one of 'auto', 'cpu', 'cuda'");

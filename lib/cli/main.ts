@@ -5,7 +5,7 @@ import { benchmarkMatmul } from '../bench';
 import { CONVERT_TYPES, convertModel, type ConvertType } from '../convert';
 import { VideoLlama3Error } from '../errors';
 import { readGgufInfo } from '../gguf';
-import { loadModel } from '../model';
+import { loadModel, type LoadModelOptions } from '../model';
 import type { ContentPart, Prompt } from '../prompt';
 import { writeNpy } from './npy';
 import { systemInfo } from '../system';
@@ -30,6 +30,8 @@ Commands:
       --top-k <k> --top-p <p> --min-p <p> --repeat-penalty <r> --seed <s>
       --top-logprobs <k>       with --json: k most likely tokens per step
       --threads <n> --context-size <n>
+      --device <d>             auto (default) | cpu | cuda
+      --gpu-layers <n>         decoder layers on the GPU (default all)
       --json                   print one JSON object instead of streaming text
   encode --model <dir> (--image <path> | --video <path>) --out <file.npy>
                                Write the projected vision tokens (a video's: kept tokens, frame after frame)
@@ -91,6 +93,8 @@ async function convert(argv: string[]): Promise<void> {
 
 const MODEL_FLAGS = {
   model: { type: 'string' },
+  device: { type: 'string' },
+  'gpu-layers': { type: 'string' },
   image: { type: 'string', multiple: true },
   video: { type: 'string', multiple: true },
   fps: { type: 'string' },
@@ -126,6 +130,8 @@ async function withModel(argv: string[]) {
     model: values.model,
     threads: numeric(values.threads, 'threads'),
     contextSize: numeric(values['context-size'], 'context-size'),
+    device: values.device as LoadModelOptions['device'],
+    gpuLayers: values['gpu-layers'] === 'all' ? 'all' : numeric(values['gpu-layers'], 'gpu-layers'),
   });
   return { values, model };
 }
@@ -215,6 +221,7 @@ async function bench(argv: string[]): Promise<void> {
   const out = {
     model: values.model,
     threads: model.info.llm && (numeric(values.threads, 'threads') ?? null),
+    device: model.info.device,
     loadMs,
     usage: r.usage,
     timings: r.timings,

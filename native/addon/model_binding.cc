@@ -70,6 +70,7 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
                                    {InstanceMethod("evaluate", &NativeSession::Evaluate),
                                     InstanceMethod("step", &NativeSession::Step),
                                     InstanceMethod("abort", &NativeSession::Abort),
+                                    InstanceMethod("dispose", &NativeSession::Dispose),
                                     InstanceAccessor("position", &NativeSession::Position, nullptr),
                                     InstanceAccessor("contextSize", &NativeSession::ContextSize, nullptr),
                                     InstanceAccessor("cacheBytes", &NativeSession::CacheBytes, nullptr)});
@@ -148,6 +149,12 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
 
   Napi::Value Abort(const Napi::CallbackInfo& info) {
     if (session) session->abort();
+    return info.Env().Undefined();
+  }
+  // dispose(): frees the KV cache (host or GPU memory) now instead of at garbage collection; a
+  // call still running keeps its own reference until it returns.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    session.reset();
     return info.Env().Undefined();
   }
   Napi::Value Position(const Napi::CallbackInfo& info) {
@@ -231,6 +238,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("eosIds", eos);
     o.Set("chatTemplate", m->chat_template());
     o.Set("weightBytes", static_cast<double>(m->weight_bytes()));
+    o.Set("gpuLayers", static_cast<double>(m->device_name() == "CPU" ? 0 : m->llm().gpu_layers()));
     o.Set("device", m->device_name());
     o.Set("deviceNote", m->device_note());
     return o;
@@ -353,7 +361,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 };
 
-// loadModel(llmPath, visionPath, { threads }) -> Promise<NativeModel>
+// loadModel(llmPath, visionPath, { threads, device, gpuLayers }) -> Promise<NativeModel>
+//   gpuLayers: decoder layers on the GPU (-1 or absent: all of them)
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
@@ -362,9 +371,11 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const std::string llm = info[0].As<Napi::String>().Utf8Value(), vision = info[1].As<Napi::String>().Utf8Value();
   int threads = 1;
   Device device = Device::Cpu;
+  int64_t gpu_layers = -1;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object o = info[2].As<Napi::Object>();
     threads = int_option(o, "threads", 1);
+    gpu_layers = int_option(o, "gpuLayers", -1);
     Napi::Value d = o.Get("device");
     if (!d.IsUndefined()) {
       const std::string name = d.IsString() ? d.As<Napi::String>().Utf8Value() : "";
@@ -374,7 +385,10 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     }
   }
   return PromiseWorker<ModelPtr>::Start(
-      env, [llm, vision, threads, device]() { return std::make_shared<const VideoLlama3>(llm, vision, threads, device); },
+      env,
+      [llm, vision, threads, device, gpu_layers]() {
+        return std::make_shared<const VideoLlama3>(llm, vision, threads, device, gpu_layers);
+      },
       [](Napi::Env env, ModelPtr& m) -> Napi::Value {
         Napi::Object obj = classes(env).model.New({});
         NativeModel::Unwrap(obj)->model = m;

@@ -27,4 +27,8 @@ GraphContext new_graph_context(size_t n_nodes);
 void compute_graph(ggml_backend_t backend, ggml_cgraph* gf, int threads, const std::atomic<bool>* abort_flag,
                    const char* what);
 
+/** compute_graph for a graph split across backends by `sched` (`cpu`: its CPU backend). */
+void compute_graph_sched(ggml_backend_sched_t sched, ggml_backend_t cpu, ggml_cgraph* gf, int threads,
+                         const std::atomic<bool>* abort_flag, const char* what);
+
 }  // namespace vl3

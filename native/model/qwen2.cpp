@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "common/status.h"
@@ -17,26 +18,45 @@ namespace key = names::key;
 
 }  // namespace
 
-KvCache::KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_type type, ggml_backend_t backend) : capacity_(capacity) {
+KvCache::KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_type type,
+                 const std::vector<ggml_backend_t>& layer_backends)
+    : capacity_(capacity) {
   const size_t n = 2 * static_cast<size_t>(hp.n_layers);
   ggml_init_params ip{ggml_tensor_overhead() * n, nullptr, true};
-  ctx_ = ggml_init(ip);
-  check(ctx_ != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the KV cache table");
-  for (int64_t i = 0; i < hp.n_layers; ++i) {
-    k_.push_back(ggml_new_tensor_3d(ctx_, type, hp.head_dim(), hp.n_kv_heads, capacity));
-    v_.push_back(ggml_new_tensor_3d(ctx_, type, hp.head_dim(), hp.n_kv_heads, capacity));
-  }
-  buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
-  if (buffer_ == nullptr) {
-    ggml_free(ctx_);
-    throw Error(ErrorCode::OutOfMemory,
-                format("Cannot allocate a KV cache of %lld positions", static_cast<long long>(capacity)));
+  std::vector<ggml_backend_t> owners;  // the backend of each context
+  try {
+    for (int64_t i = 0; i < hp.n_layers; ++i) {
+      ggml_backend_t b = layer_backends[static_cast<size_t>(i)];
+      size_t c = 0;
+      while (c < owners.size() && owners[c] != b) ++c;
+      if (c == owners.size()) {
+        owners.push_back(b);
+        ctxs_.push_back(ggml_init(ip));
+        check(ctxs_.back() != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the KV cache table");
+      }
+      k_.push_back(ggml_new_tensor_3d(ctxs_[c], type, hp.head_dim(), hp.n_kv_heads, capacity));
+      v_.push_back(ggml_new_tensor_3d(ctxs_[c], type, hp.head_dim(), hp.n_kv_heads, capacity));
+    }
+    for (size_t c = 0; c < ctxs_.size(); ++c) {
+      buffers_.push_back(ggml_backend_alloc_ctx_tensors(ctxs_[c], owners[c]));
+      check(buffers_.back() != nullptr, ErrorCode::OutOfMemory,
+            format("Cannot allocate a KV cache of %lld positions", static_cast<long long>(capacity)));
+    }
+  } catch (...) {
+    release();
+    throw;
   }
 }
 
-KvCache::~KvCache() {
-  if (buffer_ != nullptr) ggml_backend_buffer_free(buffer_);
-  if (ctx_ != nullptr) ggml_free(ctx_);
+KvCache::~KvCache() { release(); }
+
+void KvCache::release() {
+  for (ggml_backend_buffer_t b : buffers_) {
+    if (b != nullptr) ggml_backend_buffer_free(b);
+  }
+  for (ggml_context* c : ctxs_) ggml_free(c);
+  buffers_.clear();
+  ctxs_.clear();
 }
 
 void KvCache::truncate(int64_t n) {
@@ -44,9 +64,14 @@ void KvCache::truncate(int64_t n) {
   n_past_ = n;
 }
 
-size_t KvCache::bytes() const { return buffer_ != nullptr ? ggml_backend_buffer_get_size(buffer_) : 0; }
+size_t KvCache::bytes() const {
+  size_t n = 0;
+  for (ggml_backend_buffer_t b : buffers_) n += b != nullptr ? ggml_backend_buffer_get_size(b) : 0;
+  return n;
+}
 
-Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend) : backend_(backend) {
+Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cpu, int64_t gpu_layers)
+    : backend_(backend) {
   check(file.has(key::architecture) && file.get_string(key::architecture) == "qwen2", ErrorCode::InvalidModel,
         format("%s is not a qwen2 language model (general.architecture)", file.path().c_str()));
   hp_.dim = static_cast<int64_t>(file.get_uint(key::embeddingLength));
@@ -62,7 +87,27 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend) : backend_(backen
             hp_.ffn_dim > 0,
         ErrorCode::InvalidModel, format("%s: inconsistent qwen2 hyper-parameters", file.path().c_str()));
 
-  weights_ = std::make_unique<Weights>(file, backend, std::initializer_list<const char*>{"token_embd.weight"});  // get_rows needs plain rows
+  // Layer placement: everything on `backend`, or (split) the last gpu_layers layers and the head.
+  const bool split = cpu != nullptr && cpu != backend && gpu_layers >= 0 && gpu_layers < hp_.n_layers;
+  offloaded_ = split ? gpu_layers : hp_.n_layers;
+  for (int64_t i = 0; i < hp_.n_layers; ++i) layer_backend_.push_back(!split || i >= hp_.n_layers - offloaded_ ? backend : cpu);
+  Weights::Placement place = [&](const std::string& name) -> ggml_backend_t {
+    if (!split) return backend;
+    if (name.rfind("blk.", 0) == 0) {
+      const int64_t il = std::strtoll(name.c_str() + 4, nullptr, 10);
+      return il >= 0 && il < hp_.n_layers ? layer_backend_[static_cast<size_t>(il)] : cpu;
+    }
+    if (name.rfind("output", 0) == 0) return offloaded_ > 0 ? backend : cpu;  // output_norm, output
+    return cpu;  // token_embd: rows are gathered on the CPU
+  };
+  weights_ = std::make_unique<Weights>(file, place, std::initializer_list<const char*>{"token_embd.weight"});  // get_rows needs plain rows
+  if (split) {
+    cpu_ = cpu;
+    ggml_backend_t backends[2] = {backend, cpu};
+    const size_t n_nodes = 256 + 128 * static_cast<size_t>(hp_.n_layers);
+    sched_ = ggml_backend_sched_new(backends, nullptr, 2, n_nodes, false, true);
+    check(sched_ != nullptr, ErrorCode::OutOfMemory, "Cannot create the GPU/CPU scheduler");
+  }
   const Weights& w = *weights_;
   const GgufTensorInfo* emb = file.find_tensor("token_embd.weight");
   check(emb != nullptr && emb->ne[0] == hp_.dim, ErrorCode::InvalidModel,
@@ -96,7 +141,11 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend) : backend_(backen
 std::unique_ptr<KvCache> Qwen2Model::new_cache(int64_t capacity) const {
   check(capacity > 0 && capacity <= (int64_t(1) << 24), ErrorCode::InvalidArgument,
         format("context size %lld out of range", static_cast<long long>(capacity)));
-  return std::make_unique<KvCache>(hp_, capacity, kv_type_, backend_);
+  return std::make_unique<KvCache>(hp_, capacity, kv_type_, layer_backend_);
+}
+
+Qwen2Model::~Qwen2Model() {
+  if (sched_ != nullptr) ggml_backend_sched_free(sched_);
 }
 
 std::vector<float> Qwen2Model::forward(KvCache& cache, const DecoderInput& in, bool all_logits, ggml_gallocr_t alloc,
@@ -192,7 +241,12 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   ggml_set_output(logits);
   ggml_build_forward_expand(gf, logits);
 
-  check(ggml_gallocr_alloc_graph(alloc, gf), ErrorCode::OutOfMemory, "Cannot allocate decoder working memory");
+  if (sched_ != nullptr) {
+    ggml_backend_sched_reset(sched_);
+    check(ggml_backend_sched_alloc_graph(sched_, gf), ErrorCode::OutOfMemory, "Cannot allocate decoder working memory");
+  } else {
+    check(ggml_gallocr_alloc_graph(alloc, gf), ErrorCode::OutOfMemory, "Cannot allocate decoder working memory");
+  }
   if (ids != nullptr) ggml_backend_tensor_set(ids, in.ids, 0, ggml_nbytes(ids));
   if (embd != nullptr) ggml_backend_tensor_set(embd, in.embd, 0, ggml_nbytes(embd));
   // RoPE tables in f32 exactly as the reference computes them: inv_freq = 1/θ^(2i/hd), angle = pos·inv_freq.
@@ -216,7 +270,11 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     ggml_backend_tensor_set(mask, m.data(), 0, ggml_nbytes(mask));
   }
 
-  compute_graph(backend_, gf, threads, abort_flag, "Generation");
+  if (sched_ != nullptr) {
+    compute_graph_sched(sched_, cpu_, gf, threads, abort_flag, "Generation");
+  } else {
+    compute_graph(backend_, gf, threads, abort_flag, "Generation");
+  }
   cache.n_past_ = L;
 
   std::vector<float> out(static_cast<size_t>(ggml_nelements(logits)));

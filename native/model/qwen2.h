@@ -27,10 +27,13 @@ struct Qwen2Hparams {
   int64_t head_dim() const { return dim / n_heads; }
 };
 
-/** Keys and values of one sequence for up to `capacity` positions, stored as `type` (f32 or f16). */
+/**
+ * Keys and values of one sequence for up to `capacity` positions, stored as `type` (f32 or f16),
+ * layer i in the memory of `layer_backends[i]` (the backend that runs that layer).
+ */
 class KvCache {
  public:
-  KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_type type, ggml_backend_t backend);
+  KvCache(const Qwen2Hparams& hp, int64_t capacity, ggml_type type, const std::vector<ggml_backend_t>& layer_backends);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -43,10 +46,11 @@ class KvCache {
 
  private:
   friend class Qwen2Model;
+  void release();
   int64_t capacity_;
   int64_t n_past_ = 0;
-  ggml_context* ctx_ = nullptr;
-  ggml_backend_buffer_t buffer_ = nullptr;
+  std::vector<ggml_context*> ctxs_;             // one per backend
+  std::vector<ggml_backend_buffer_t> buffers_;  // one per backend
   std::vector<ggml_tensor*> k_, v_;  // per layer [head_dim, n_kv_heads, capacity]
 };
 
@@ -59,7 +63,19 @@ struct DecoderInput {
 
 class Qwen2Model {
  public:
-  Qwen2Model(GgufFile& file, ggml_backend_t backend);
+  /**
+   * Loads the decoder onto `backend`. With a GPU `backend`, a CPU backend `cpu` and `gpu_layers`
+   * below the layer count, only the last `gpu_layers` layers (and the output head, when any layer
+   * is on the GPU) go to the GPU; the token embeddings and the first layers stay on the CPU, and a
+   * ggml scheduler runs each graph across both (`gpu_layers` < 0: all layers on `backend`).
+   */
+  Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cpu = nullptr, int64_t gpu_layers = -1);
+  ~Qwen2Model();
+  Qwen2Model(const Qwen2Model&) = delete;
+  Qwen2Model& operator=(const Qwen2Model&) = delete;
+
+  /** Decoder layers on `backend` (all of them unless split). */
+  int64_t gpu_layers() const { return offloaded_; }
 
   const Qwen2Hparams& hparams() const { return hp_; }
   size_t weight_bytes() const { return weights_->bytes(); }
@@ -90,6 +106,10 @@ class Qwen2Model {
   Qwen2Hparams hp_;
   ggml_type kv_type_ = GGML_TYPE_F32;
   ggml_backend_t backend_;
+  ggml_backend_t cpu_ = nullptr;              // split models only
+  int64_t offloaded_ = 0;                     // layers on backend_
+  std::vector<ggml_backend_t> layer_backend_;  // per layer
+  ggml_backend_sched_t sched_ = nullptr;      // split models: runs graphs across backend_ and cpu_
   std::unique_ptr<Weights> weights_;
   ggml_tensor *tok_embd_, *output_norm_, *output_;
   std::vector<Layer> layers_;

@@ -9,7 +9,8 @@
 namespace vl3 {
 namespace key = names::key;
 
-VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads, Device device)
+VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads, Device device,
+                         int64_t gpu_layers)
     : threads_(std::max(1, threads)) {
   install_ggml_hooks();
   ggml_backend_dev_t gpu = nullptr;
@@ -24,6 +25,13 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
     backend_ = ggml_backend_dev_init(gpu, nullptr);
     check(backend_ != nullptr, ErrorCode::Internal, format("The ggml %s backend failed to start", ggml_backend_dev_name(gpu)));
     device_name_ = ggml_backend_dev_name(gpu);
+    if (gpu_layers >= 0) {  // some decoder layers may stay on the CPU
+      cpu_ = ggml_backend_cpu_init();
+      check(cpu_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
+      ggml_threadpool_params tp = ggml_threadpool_params_default(threads_);
+      threadpool_ = ggml_threadpool_new(&tp);
+      if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(cpu_, threadpool_);
+    }
   } else {
     if (device == Device::Auto) device_note_ = "no GPU device: this addon has no CUDA backend, or no NVIDIA driver and GPU were found";
     backend_ = ggml_backend_cpu_init();
@@ -36,7 +44,7 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
   try {
     GgufFile llm_file(llm_path);
     GgufFile vision_file(vision_path);
-    llm_ = std::make_unique<Qwen2Model>(llm_file, backend_);
+    llm_ = std::make_unique<Qwen2Model>(llm_file, backend_, cpu_, gpu_layers);
     vision_ = std::make_unique<VisionEncoder>(vision_file, backend_);
     tokenizer_ = std::make_unique<Tokenizer>(llm_file);
     weight_bytes_ = llm_->weight_bytes() + vision_->weight_bytes();
@@ -75,6 +83,7 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
     vision_.reset();
     ggml_gallocr_free(alloc_);
     ggml_backend_free(backend_);
+    if (cpu_ != nullptr) ggml_backend_free(cpu_);
     if (threadpool_ != nullptr) ggml_threadpool_free(threadpool_);
     throw;
   }
@@ -85,6 +94,7 @@ VideoLlama3::~VideoLlama3() {
   vision_.reset();
   if (alloc_ != nullptr) ggml_gallocr_free(alloc_);
   if (backend_ != nullptr) ggml_backend_free(backend_);
+  if (cpu_ != nullptr) ggml_backend_free(cpu_);
   if (threadpool_ != nullptr) ggml_threadpool_free(threadpool_);
 }
 

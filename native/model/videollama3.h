@@ -36,10 +36,13 @@ enum class Device { Auto, Cpu, Cuda };
 class VideoLlama3 {
  public:
   /**
-   * Loads `llm.gguf` and `vision.gguf` onto `device`. Throws vl3::Error naming the file at fault,
-   * or INVALID_ARGUMENT when `Cuda` is asked for and no GPU device exists.
+   * Loads `llm.gguf` and `vision.gguf` onto `device`. On a GPU, `gpu_layers` >= 0 keeps all but
+   * the last `gpu_layers` decoder layers on the CPU (Qwen2Model); < 0 puts them all on the GPU.
+   * Throws vl3::Error naming the file at fault, or DEVICE_UNAVAILABLE when `Cuda` is asked for
+   * and no GPU device exists.
    */
-  VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads, Device device = Device::Cpu);
+  VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads, Device device = Device::Cpu,
+              int64_t gpu_layers = -1);
   ~VideoLlama3();
   VideoLlama3(const VideoLlama3&) = delete;
   VideoLlama3& operator=(const VideoLlama3&) = delete;
@@ -67,6 +70,7 @@ class VideoLlama3 {
 
  private:
   ggml_backend_t backend_ = nullptr;
+  ggml_backend_t cpu_ = nullptr;  // the CPU side of a GPU model with some layers on the CPU
   std::string device_name_ = "CPU";
   std::string device_note_;
   ggml_threadpool* threadpool_ = nullptr;  // persistent CPU workers, reused by every graph

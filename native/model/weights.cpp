@@ -37,54 +37,66 @@ bool repackable(const GgufTensorInfo& info) {
 }  // namespace
 
 Weights::Weights(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack)
+    : Weights(file, [backend](const std::string&) { return backend; }, no_repack) {}
+
+Weights::Weights(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack)
     : path_(file.path()) {
   try {
-    load(file, backend, no_repack);
+    load(file, place, no_repack);
   } catch (...) {
     release();
     throw;
   }
 }
 
-void Weights::load(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack) {
+void Weights::load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack) {
   const auto& infos = file.tensors();
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
-  ggml_backend_buffer_type_t repack_buft = repack_buffer_type(backend);
   ggml_init_params ip{ggml_tensor_overhead() * (infos.size() + 1), nullptr, /*no_alloc=*/true};
-  ctx_ = ggml_init(ip);
-  repack_ctx_ = ggml_init(ip);
-  check(ctx_ != nullptr && repack_ctx_ != nullptr, ErrorCode::OutOfMemory, "Cannot allocate the weight table");
-  std::set<std::string> repacked;
+  std::map<std::string, bool> repacked;  // name -> in a repack buffer
+  std::map<std::string, size_t> group_of;
   for (const auto& info : infos) {
     check(info.name.size() < GGML_MAX_NAME, ErrorCode::InvalidModel,
           format("%s: tensor name %s is too long", path_.c_str(), info.name.c_str()));
-    const bool repack = repack_buft != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
-    ggml_tensor* t = ggml_new_tensor(repack ? repack_ctx_ : ctx_, info.type, std::max(1, info.n_dims), info.ne);
+    ggml_backend_t backend = place(info.name);
+    size_t g = 0;
+    while (g < groups_.size() && groups_[g].backend != backend) ++g;
+    if (g == groups_.size()) {
+      groups_.push_back(Group{backend, ggml_init(ip), ggml_init(ip), nullptr, nullptr});
+      check(groups_[g].ctx != nullptr && groups_[g].repack_ctx != nullptr, ErrorCode::OutOfMemory,
+            "Cannot allocate the weight table");
+    }
+    const bool repack = repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
+    ggml_tensor* t = ggml_new_tensor(repack ? groups_[g].repack_ctx : groups_[g].ctx, info.type,
+                                     std::max(1, info.n_dims), info.ne);
     ggml_set_name(t, info.name.c_str());
     check(ggml_nbytes(t) == info.nbytes, ErrorCode::InvalidModel,
           format("%s: tensor %s size does not match its shape", path_.c_str(), info.name.c_str()));
     tensors_[info.name] = t;
-    if (repack) repacked.insert(info.name);
+    repacked[info.name] = repack;
+    group_of[info.name] = g;
   }
   const std::string what = format("Cannot allocate memory for the weights of %s", path_.c_str());
-  if (repacked.size() < infos.size()) {
-    buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
-    check(buffer_ != nullptr, ErrorCode::OutOfMemory, what);
-    ggml_backend_buffer_set_usage(buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+  for (Group& grp : groups_) {
+    if (ggml_get_first_tensor(grp.ctx) != nullptr) {
+      grp.buffer = ggml_backend_alloc_ctx_tensors(grp.ctx, grp.backend);
+      check(grp.buffer != nullptr, ErrorCode::OutOfMemory, what);
+      ggml_backend_buffer_set_usage(grp.buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    }
+    if (ggml_get_first_tensor(grp.repack_ctx) != nullptr) {
+      grp.repack_buffer = ggml_backend_alloc_ctx_tensors_from_buft(grp.repack_ctx, repack_buffer_type(grp.backend));
+      check(grp.repack_buffer != nullptr, ErrorCode::OutOfMemory, what);
+      ggml_backend_buffer_set_usage(grp.repack_buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    }
   }
-  if (!repacked.empty()) {
-    repack_buffer_ = ggml_backend_alloc_ctx_tensors_from_buft(repack_ctx_, repack_buft);
-    check(repack_buffer_ != nullptr, ErrorCode::OutOfMemory, what);
-    ggml_backend_buffer_set_usage(repack_buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-  }
-  const bool host = buffer_ != nullptr && ggml_backend_buffer_is_host(buffer_);
   std::vector<uint8_t> staging;
   for (const auto& info : infos) {
     ggml_tensor* t = tensors_[info.name];
-    if (host && repacked.count(info.name) == 0) {
+    const Group& grp = groups_[group_of[info.name]];
+    if (!repacked[info.name] && ggml_backend_buffer_is_host(grp.buffer)) {
       file.read_raw(info, t->data);  // straight into place
     } else {
-      staging.resize(info.nbytes);  // the repack buffer rewrites the layout as it copies
+      staging.resize(info.nbytes);  // device memory, or a repack buffer that rewrites the layout as it copies
       file.read_raw(info, staging.data());
       ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
     }
@@ -94,12 +106,13 @@ void Weights::load(GgufFile& file, ggml_backend_t backend, std::initializer_list
 Weights::~Weights() { release(); }
 
 void Weights::release() {
-  if (repack_buffer_ != nullptr) ggml_backend_buffer_free(repack_buffer_);
-  if (buffer_ != nullptr) ggml_backend_buffer_free(buffer_);
-  if (repack_ctx_ != nullptr) ggml_free(repack_ctx_);
-  if (ctx_ != nullptr) ggml_free(ctx_);
-  repack_buffer_ = buffer_ = nullptr;
-  repack_ctx_ = ctx_ = nullptr;
+  for (Group& g : groups_) {
+    if (g.repack_buffer != nullptr) ggml_backend_buffer_free(g.repack_buffer);
+    if (g.buffer != nullptr) ggml_backend_buffer_free(g.buffer);
+    if (g.repack_ctx != nullptr) ggml_free(g.repack_ctx);
+    if (g.ctx != nullptr) ggml_free(g.ctx);
+  }
+  groups_.clear();
 }
 
 ggml_tensor* Weights::get(const std::string& name, std::initializer_list<int64_t> ne, bool f32_only) const {
@@ -123,8 +136,12 @@ ggml_tensor* Weights::get(const std::string& name, std::initializer_list<int64_t
 }
 
 size_t Weights::bytes() const {
-  return (buffer_ != nullptr ? ggml_backend_buffer_get_size(buffer_) : 0) +
-         (repack_buffer_ != nullptr ? ggml_backend_buffer_get_size(repack_buffer_) : 0);
+  size_t n = 0;
+  for (const Group& g : groups_) {
+    n += (g.buffer != nullptr ? ggml_backend_buffer_get_size(g.buffer) : 0) +
+         (g.repack_buffer != nullptr ? ggml_backend_buffer_get_size(g.repack_buffer) : 0);
+  }
+  return n;
 }
 
 }  // namespace vl3

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "ggml-backend.h"
 #include "ggml.h"
@@ -22,6 +24,11 @@ class Weights {
    * by get_rows). Throws vl3::Error.
    */
   Weights(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack = {});
+
+  /** Which backend holds a tensor, by name (split models: some layers on the GPU, the rest on the CPU). */
+  using Placement = std::function<ggml_backend_t(const std::string& name)>;
+  /** As above, each tensor in the buffers of `place(name)`. */
+  Weights(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack = {});
   ~Weights();
   Weights(const Weights&) = delete;
   Weights& operator=(const Weights&) = delete;
@@ -35,14 +42,19 @@ class Weights {
   size_t bytes() const;
 
  private:
-  void load(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack);
+  /** The tensors on one backend: plain ones, and those in its CPU_REPACK buffer. */
+  struct Group {
+    ggml_backend_t backend = nullptr;
+    ggml_context* ctx = nullptr;
+    ggml_context* repack_ctx = nullptr;
+    ggml_backend_buffer_t buffer = nullptr;
+    ggml_backend_buffer_t repack_buffer = nullptr;
+  };
+  void load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack);
   void release();
 
   std::string path_;
-  ggml_context* ctx_ = nullptr;         // plain tensors
-  ggml_context* repack_ctx_ = nullptr;  // tensors in the CPU_REPACK buffer
-  ggml_backend_buffer_t buffer_ = nullptr;
-  ggml_backend_buffer_t repack_buffer_ = nullptr;
+  std::vector<Group> groups_;
   std::map<std::string, ggml_tensor*> tensors_;
 };
 
