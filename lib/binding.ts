@@ -284,10 +284,27 @@ export function chooseVariant(forced: string | undefined, flags: ReadonlySet<str
   return pickCpuVariant(flags);
 }
 
+/**
+ * The CUDA prebuild (scripts/prebuild-cuda.mjs): the optional package videollama3-node-linux-x64-cuda
+ * or its folder in prebuilds/. It also runs on the CPU, and a machine without the CUDA 13 runtime
+ * and cuBLAS 13 fails to load it (a catchable error), so it is tried first; VL3_CUDA=0 skips it.
+ */
+function cudaPrebuild(): string | undefined {
+  if (process.env.VL3_CUDA === '0' || process.platform !== 'linux' || process.arch !== 'x64') return undefined;
+  try {
+    return require.resolve('videollama3-node-linux-x64-cuda/videollama3-node.node');
+  } catch {
+    const local = join(packageRoot, 'prebuilds', 'linux-x64-cuda', 'videollama3-node.node');
+    return existsSync(local) ? local : undefined;
+  }
+}
+
 function candidates(): string[] {
   const out: string[] = [];
   if (process.env.VL3_ADDON_PATH) out.push(process.env.VL3_ADDON_PATH);
   if (!process.env.PREBUILDS_ONLY) out.push(join(packageRoot, 'build', 'Release', 'videollama3.node'));
+  const cuda = cudaPrebuild();
+  if (cuda) out.push(cuda);
   if (process.platform === 'linux' && process.arch === 'x64') {
     const variant = chooseVariant(process.env.VL3_CPU_VARIANT, cpuFlags());
     if (variant) out.push(join(packageRoot, 'prebuilds', 'linux-x64', 'variants', `videollama3-node.${variant}.node`));

@@ -4,7 +4,8 @@
 //   node tools/bench/llm-bench.mjs nlc  <llm.gguf>   [pp=512] [tg=128] [threads=2] [reps=3]
 // `ours` runs videollama3-node's decoder on <model-dir>/llm.gguf; `nlc` runs node-llama-cpp
 // 3.21.1 (installed by scripts/peers.mjs) on the same file. Random token ids, greedy, one
-// warm-up rep. Prints one JSON line (median tok/s, every rep, load time, peak RSS).
+// warm-up rep. Prints one JSON line (median tok/s, every rep, load time, peak RSS). VL3_DEVICE
+// (auto | cpu | cuda) picks where `ours` runs.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -22,7 +23,7 @@ const ppRates = [], tgRates = [];
 let extra = {};
 if (engine === 'ours') {
   const { native } = require(join(root, 'dist', 'binding.js'));
-  const nm = await native().loadModel(join(target, 'llm.gguf'), join(target, 'vision.gguf'), { threads });
+  const nm = await native().loadModel(join(target, 'llm.gguf'), join(target, 'vision.gguf'), { threads, device: process.env.VL3_DEVICE ?? 'auto' });
   extra = { addon: require(join(root, 'dist', 'system.js')).systemInfo().cpuVariant };
   const loadS = (performance.now() - t0) / 1000;
   const greedy = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0, topLogprobs: 0, stopIds: [] };

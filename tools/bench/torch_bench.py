@@ -28,9 +28,17 @@ Every measurement: 1 untimed warm-up, then --reps timed runs; "median" + all "re
                            Default budget 12845056 // 16 -> 672x1176 per frame, grid 48x84, 64512
                            patches, ~16.2k prompt tokens (very slow on CPU); --video-longest-edge 602112
                            (class default) gives 140x252 / 45 tokens per frame like perf-baseline §4.
+  video_file (--video-file F)  the file decoded by the ffmpeg CLI (every frame, rgb24, as
+                           tools/reference/make_fixtures.py), VideoMetadata + VideoLlama3VideoProcessor
+                           (needs torchvision: run with .venv-video/bin/python) sampling at 1 fps, at most
+                           --video-max-frames frames, budget --video-longest-edge, token compression on
+                           (threshold 0.1), then one forward with video_compression_mask + argmax. "ttft"
+                           times all of it (decode included); prompt ids approximate the "Time t.ts:" text.
+  --device cuda            model and inputs on the GPU (torch.cuda.synchronize() before each timer stops).
 Prints one JSON object on stdout; peak_rss_mib from getrusage (whole process, incl. model build).
 """
-import argparse, json, resource, statistics, sys, time
+import argparse, json, resource, statistics, subprocess, sys, time
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -46,6 +54,9 @@ ap.add_argument("--decode-steps", type=int, default=32)
 ap.add_argument("--last-logits-only", action="store_true",
                 help="prefill runs lm_head on the last position only (default: every position, as generate does here)")
 ap.add_argument("--tiny", action="store_true", help="tiny config for smoke tests")
+ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+ap.add_argument("--video-file", help="a video file for the video_file measurement (needs torchvision)")
+ap.add_argument("--video-max-frames", type=int, default=16)
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 dtype = getattr(torch, args.dtype)
@@ -90,8 +101,20 @@ def build():
     return m.eval()
 
 
+DEV = torch.device(args.device)
+
+
+def sync():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def dev(*xs):
+    return tuple(x.to(DEV) for x in xs)
+
+
 t0 = time.perf_counter()
-model = build()
+model = build().to(DEV)
 build_s = time.perf_counter() - t0
 assert model.lm_head.weight.data_ptr() == model.model.language_model.embed_tokens.weight.data_ptr(), "lm_head not tied"
 
@@ -102,9 +125,10 @@ IMG_SIZE = {"shortest_edge": 16 * 14 * 14, "longest_edge": 16384 * 14 * 14}
 
 def timed(fn, reps):
     fn()  # warm-up
+    sync()
     out = []
     for _ in range(reps):
-        t = time.perf_counter(); fn(); out.append(time.perf_counter() - t)
+        t = time.perf_counter(); fn(); sync(); out.append(time.perf_counter() - t)
     return out
 
 
@@ -118,7 +142,7 @@ def noise(w, h):
 
 def prep_image(img):
     o = proc(images=[img], size=IMG_SIZE, merge_size=1, return_tensors="pt")
-    return o["pixel_values"], o["image_grid_thw"], o["image_merge_sizes"]
+    return dev(o["pixel_values"], o["image_grid_thw"], o["image_merge_sizes"])
 
 
 def prefill(ids, **mm):
@@ -130,6 +154,7 @@ def prefill(ids, **mm):
 
 
 res = {"peer": "transformers", "torch": torch.__version__, "transformers": transformers.__version__,
+       "device": torch.cuda.get_device_name() if DEV.type == "cuda" else "cpu",
        "dtype": args.dtype, "threads": args.threads, "reps": args.reps, "tiny": args.tiny,
        "last_logits_only": args.last_logits_only,
        "attn": model.config._attn_implementation, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
@@ -146,7 +171,7 @@ with torch.inference_mode():
 
     # 2) ttft_image + decode
     n_img = int(grid.prod())
-    ids = torch.tensor([[IM_START, USER, NL] + [IMG] * n_img + [NL] + QUESTION + [IM_END, NL, IM_START, ASSISTANT, NL]])
+    ids = torch.tensor([[IM_START, USER, NL] + [IMG] * n_img + [NL] + QUESTION + [IM_END, NL, IM_START, ASSISTANT, NL]], device=DEV)
     dec_tps = []
 
     def ttft_and_decode():
@@ -157,7 +182,7 @@ with torch.inference_mode():
         ttft = time.perf_counter() - t
         t = time.perf_counter()
         for _ in range(args.decode_steps):
-            out = model(input_ids=torch.tensor([[tok]]), past_key_values=pkv, use_cache=True)
+            out = model(input_ids=torch.tensor([[tok]], device=DEV), past_key_values=pkv, use_cache=True)
             pkv, tok = out.past_key_values, int(out.logits[0, -1].argmax())
         dec_tps.append(args.decode_steps / (time.perf_counter() - t))
         return ttft
@@ -181,7 +206,7 @@ with torch.inference_mode():
                 o = proc(images=frames, size=vsize, merge_size=2, return_tensors="pt")
                 g = o["image_grid_thw"]
                 assert (g == g[0]).all()
-                return o["pixel_values"], torch.tensor([[T, int(g[0, 1]), int(g[0, 2])]]), torch.tensor([2])
+                return dev(o["pixel_values"], torch.tensor([[T, int(g[0, 1]), int(g[0, 2])]]), torch.tensor([2]))
 
             vpre = timed(prep_video, args.reps)
             vpv, vgrid, vms = prep_video()
@@ -189,7 +214,7 @@ with torch.inference_mode():
             vids = [IM_START, USER, NL]
             for k in range(T):  # "Time k.0s:" (~7 ids) + frame tokens, frames joined by ","
                 vids += ([11] if k else []) + [1462, 220, 15 + k % 10, 13, 15, 82, 25] + [VID] * per_frame
-            vids = torch.tensor([vids + [NL, 74785, 279, 2766, 304, 7716, 13, IM_END, NL, IM_START, ASSISTANT, NL]])
+            vids = torch.tensor([vids + [NL, 74785, 279, 2766, 304, 7716, 13, IM_END, NL, IM_START, ASSISTANT, NL]], device=DEV)
             venc = lambda: model.model.get_video_features(pixel_values_videos=vpv, video_grid_thw=vgrid,
                                                           video_merge_sizes=vms).pooler_output
 
@@ -203,6 +228,52 @@ with torch.inference_mode():
                                 "encode_s": summary(timed(venc, args.reps)), "ttft": summary(timed(vttft, args.reps))}
         except Exception as e:  # noqa: BLE001
             print(f"video_16f skipped: {type(e).__name__}: {e}", file=sys.stderr)
+
+    # 4) video_file
+    res["video_file"] = None
+    if args.video_file:
+        from transformers import VideoLlama3VideoProcessor  # needs torchvision
+        from transformers.video_utils import VideoMetadata
+
+        vproc = VideoLlama3VideoProcessor(size={"shortest_edge": 16 * 28 * 28, "longest_edge": args.video_longest_edge},
+                                          patch_size=14, merge_size=2, temporal_patch_size=1, image_mean=[0.5] * 3,
+                                          image_std=[0.5] * 3, resample=3, do_convert_rgb=True, fps=1, min_frames=4,
+                                          max_frames=args.video_max_frames, use_token_compression=True,
+                                          do_sample_frames=True)
+
+        def decode_file(path):
+            probe = json.loads(subprocess.run(
+                ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                 "stream=width,height,avg_frame_rate,r_frame_rate", "-of", "json", path],
+                check=True, capture_output=True).stdout)["streams"][0]
+            w, h = int(probe["width"]), int(probe["height"])
+            rate = probe.get("avg_frame_rate", "0/0")
+            fps0 = float(Fraction(probe["r_frame_rate"] if rate in ("0/0", "") else rate))
+            raw = subprocess.run(["ffmpeg", "-v", "error", "-noautorotate", "-i", path, "-vsync", "passthrough",
+                                  "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+            return np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3), fps0
+
+        layout = {}
+
+        def file_ttft():
+            frames, fps0 = decode_file(args.video_file)
+            n, h, w = frames.shape[0], frames.shape[1], frames.shape[2]
+            meta = VideoMetadata(total_num_frames=n, fps=fps0, duration=n / fps0, width=w, height=h)
+            o = vproc(videos=[frames], video_metadata=[meta], return_metadata=True, return_tensors="pt")
+            T, gh, gw = o["video_grid_thw"][0].tolist()
+            kept = o["video_compression_mask"].view(T, -1).sum(1).tolist()
+            ids = [IM_START, USER, NL]
+            for k in range(T):  # "Time k.0s:" (~7 ids) + kept tokens, frames joined by ","
+                ids += ([11] if k else []) + [1462, 220, 15 + k % 10, 13, 15, 82, 25] + [VID] * int(kept[k])
+            ids = torch.tensor([ids + [NL, 74785, 279, 2766, 304, 7716, 13, IM_END, NL, IM_START, ASSISTANT, NL]], device=DEV)
+            pv, g, m, mask = dev(o["pixel_values_videos"], o["video_grid_thw"], o["video_merge_sizes"],
+                                 o["video_compression_mask"])
+            int(prefill(ids, pixel_values_videos=pv, video_grid_thw=g, video_merge_sizes=m, video_compression_mask=mask)[0])
+            layout.update(frames=T, frame_size=[gh * 14, gw * 14], patches=T * gh * gw, kept_tokens=int(sum(kept)),
+                          tokens_before_pruning=T * (gh // 2) * (gw // 2), prompt_tokens=ids.shape[1])
+
+        res["video_file"] = {"file": args.video_file, "ttft": summary(timed(file_ttft, args.reps))}
+        res["video_file"].update(layout)
 
 res["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 print(json.dumps(res))
