@@ -57,6 +57,7 @@ ap.add_argument("--tiny", action="store_true", help="tiny config for smoke tests
 ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
 ap.add_argument("--video-file", help="a video file for the video_file measurement (needs torchvision)")
 ap.add_argument("--video-max-frames", type=int, default=16)
+ap.add_argument("--video-only", action="store_true", help="skip the image and decode measurements")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 dtype = getattr(torch, args.dtype)
@@ -161,38 +162,39 @@ res = {"peer": "transformers", "torch": torch.__version__, "transformers": trans
        "build_s": round(build_s, 2)}
 
 with torch.inference_mode():
-    # 1) vision_448
-    img = noise(448, 448)
-    pre_ts = timed(lambda: prep_image(img), args.reps)
-    pv, grid, ms = prep_image(img)
-    enc = lambda: model.model.get_image_features(pixel_values=pv, image_grid_thw=grid, image_merge_sizes=ms).pooler_output
-    res["vision_448"] = {"grid_thw": grid[0].tolist(), "preprocess_s": round(statistics.median(pre_ts), 4),
-                         "preprocess_reps": [round(x, 4) for x in pre_ts], "encode_s": summary(timed(enc, args.reps))}
+    if not args.video_only:
+        # 1) vision_448
+        img = noise(448, 448)
+        pre_ts = timed(lambda: prep_image(img), args.reps)
+        pv, grid, ms = prep_image(img)
+        enc = lambda: model.model.get_image_features(pixel_values=pv, image_grid_thw=grid, image_merge_sizes=ms).pooler_output
+        res["vision_448"] = {"grid_thw": grid[0].tolist(), "preprocess_s": round(statistics.median(pre_ts), 4),
+                             "preprocess_reps": [round(x, 4) for x in pre_ts], "encode_s": summary(timed(enc, args.reps))}
 
-    # 2) ttft_image + decode
-    n_img = int(grid.prod())
-    ids = torch.tensor([[IM_START, USER, NL] + [IMG] * n_img + [NL] + QUESTION + [IM_END, NL, IM_START, ASSISTANT, NL]], device=DEV)
-    dec_tps = []
+        # 2) ttft_image + decode
+        n_img = int(grid.prod())
+        ids = torch.tensor([[IM_START, USER, NL] + [IMG] * n_img + [NL] + QUESTION + [IM_END, NL, IM_START, ASSISTANT, NL]], device=DEV)
+        dec_tps = []
 
-    def ttft_and_decode():
-        t = time.perf_counter()
-        p, g, m = prep_image(img)
-        tok, pkv = prefill(ids, pixel_values=p, image_grid_thw=g, image_merge_sizes=m)
-        tok = int(tok)
-        ttft = time.perf_counter() - t
-        t = time.perf_counter()
-        for _ in range(args.decode_steps):
-            out = model(input_ids=torch.tensor([[tok]], device=DEV), past_key_values=pkv, use_cache=True)
-            pkv, tok = out.past_key_values, int(out.logits[0, -1].argmax())
-        dec_tps.append(args.decode_steps / (time.perf_counter() - t))
-        return ttft
+        def ttft_and_decode():
+            t = time.perf_counter()
+            p, g, m = prep_image(img)
+            tok, pkv = prefill(ids, pixel_values=p, image_grid_thw=g, image_merge_sizes=m)
+            tok = int(tok)
+            ttft = time.perf_counter() - t
+            t = time.perf_counter()
+            for _ in range(args.decode_steps):
+                out = model(input_ids=torch.tensor([[tok]], device=DEV), past_key_values=pkv, use_cache=True)
+                pkv, tok = out.past_key_values, int(out.logits[0, -1].argmax())
+            dec_tps.append(args.decode_steps / (time.perf_counter() - t))
+            return ttft
 
-    ttft_and_decode()  # warm-up
-    dec_tps.clear()
-    ttfts = [ttft_and_decode() for _ in range(args.reps)]
-    res["ttft_image"] = {**summary(ttfts), "prompt_tokens": ids.shape[1]}
-    res["decode"] = {"steps": args.decode_steps, "tokens_per_s": round(statistics.median(dec_tps), 3),
-                     "reps": [round(x, 3) for x in dec_tps]}
+        ttft_and_decode()  # warm-up
+        dec_tps.clear()
+        ttfts = [ttft_and_decode() for _ in range(args.reps)]
+        res["ttft_image"] = {**summary(ttfts), "prompt_tokens": ids.shape[1]}
+        res["decode"] = {"steps": args.decode_steps, "tokens_per_s": round(statistics.median(dec_tps), 3),
+                         "reps": [round(x, 3) for x in dec_tps]}
 
     # 3) video_16f
     res["video_16f"] = None

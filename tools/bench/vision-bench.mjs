@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Our side of the image and video benchmark, matching tools/bench/torch_bench.py:
 //   node tools/bench/vision-bench.mjs <model-dir> [threads=2] [reps=3] [--device auto|cpu|cuda]
-//        [--video <file> | --video-noise] [--video-max-frames 16]
+//        [--video <file> | --video-noise] [--video-max-frames 16] [--video-only]
 // vision_448: decode-free encode of a 448×448 noise image (preprocess + vision encoder + projector);
 // ttft_image: one image + "Describe the image in detail." to the first generated token (greedy);
 // decode: 32 greedy tokens after it; video (--video): the file (decoded by ffmpeg, fps 1, at most
@@ -24,6 +24,7 @@ const { values: flags, positionals } = parseArgs({
     video: { type: 'string' },
     'video-noise': { type: 'boolean' },
     'video-max-frames': { type: 'string', default: '16' },
+    'video-only': { type: 'boolean' },
   },
 });
 const [dir, thArg, repArg] = positionals;
@@ -48,20 +49,22 @@ async function timed(fn) {
   return { median: median(out), reps: out };
 }
 
-const encode = await timed(async () => {
-  await model.encode(image);
-});
-let promptTokens = 0;
-const ttft = await timed(async () => {
-  const r = await model.complete({ text: 'Describe the image in detail.', images: [image] }, { maxTokens: 1 });
-  promptTokens = r.usage.promptTokens;
-  return r.timings.timeToFirstTokenMs / 1000;
-});
-const tokens = await model.encode(image);
-const decode = await timed(async () => {
-  const r = await model.complete({ text: 'Describe the image in detail.', images: [tokens] }, { maxTokens: 33 });
-  return r.timings.decodeTokensPerSecond;
-});
+let encode = null, ttft = null, decode = null, promptTokens = 0;
+if (!flags['video-only']) {
+  encode = await timed(async () => {
+    await model.encode(image);
+  });
+  ttft = await timed(async () => {
+    const r = await model.complete({ text: 'Describe the image in detail.', images: [image] }, { maxTokens: 1 });
+    promptTokens = r.usage.promptTokens;
+    return r.timings.timeToFirstTokenMs / 1000;
+  });
+  const tokens = await model.encode(image);
+  decode = await timed(async () => {
+    const r = await model.complete({ text: 'Describe the image in detail.', images: [tokens] }, { maxTokens: 33 });
+    return r.timings.decodeTokensPerSecond;
+  });
+}
 let video = null;
 if (flags.video || flags['video-noise']) {
   const frames = flags.video ?? Array.from({ length: 16 }, (_, i) => ({
@@ -87,8 +90,8 @@ await model.dispose();
 process.stdout.write(
   `${JSON.stringify({
     engine: 'videollama3-node', model: dir, device, threads, reps, loadS,
-    vision_448: { encode_s: encode },
-    ttft_image: { ...ttft, prompt_tokens: promptTokens },
+    vision_448: encode && { encode_s: encode },
+    ttft_image: ttft && { ...ttft, prompt_tokens: promptTokens },
     decode: { tokens_per_s: decode },
     video,
     peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
