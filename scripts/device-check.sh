@@ -34,22 +34,23 @@ nvidia-smi > "$OUT/gpu.txt" 2>&1 || true
 say "node $(node --version), $(nproc) cores, GPU: $(nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 
 # --- 1. build -----------------------------------------------------------------------------------
+# The toolkit's cuBLAS when it has one; else the pip wheel's (nvidia-cublas, as on the lent machines).
+# The addon needs libcudart.so.13 and libcublas.so.13 at run time: toolkit lib64 and wheel lib dirs.
+NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+TOOLKIT="$(dirname "$(dirname "$(readlink -f "$NVCC")")")"
+if [ -z "${CUBLAS_ROOT:-}" ] && [ ! -f "$TOOLKIT/include/cublas_v2.h" ]; then
+  for d in $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13") for p in nvidia.__path__))' 2>/dev/null); do
+    [ -f "$d/include/cublas_v2.h" ] && export CUBLAS_ROOT="$d" && break
+  done
+fi
+export LD_LIBRARY_PATH="${CUBLAS_ROOT:+$CUBLAS_ROOT/lib:}$TOOLKIT/lib64:${LD_LIBRARY_PATH:-}"
 if [ "${VL3_SKIP_BUILD:-0}" != 1 ]; then
-  # The toolkit's cuBLAS when it has one; else the pip wheel's (nvidia-cublas, as on the lent machines).
-  if [ -z "${CUBLAS_ROOT:-}" ]; then
-    for d in $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13") for p in nvidia.__path__))' 2>/dev/null); do
-      [ -f "$d/include/cublas_v2.h" ] && export CUBLAS_ROOT="$d" && break
-    done
-  fi
-  [ -n "${CUBLAS_ROOT:-}" ] && export LD_LIBRARY_PATH="$CUBLAS_ROOT/lib:${LD_LIBRARY_PATH:-}"
   say "building the CUDA variant (CUBLAS_ROOT=${CUBLAS_ROOT:-toolkit})"
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) timeout 420 node scripts/build-native.mjs --cuda \
     --build-dir build-cmake/cuda --out build-cuda > "$OUT/build.log" 2>&1
   rc=$?
   say "build exit $rc ($(du -h build-cuda/videollama3.node 2>/dev/null | cut -f1))"
   [ $rc = 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
-elif [ -n "${CUBLAS_ROOT:-}" ]; then
-  export LD_LIBRARY_PATH="$CUBLAS_ROOT/lib:${LD_LIBRARY_PATH:-}"
 fi
 export VL3_ADDON_PATH="$PWD/build-cuda/videollama3.node"
 node -e "const b=require(process.env.VL3_ADDON_PATH);console.log(JSON.stringify({devices:b.buildInfo.devices,kernels:b.kernels.cudaUnavailableReason()||'ok'}))" \

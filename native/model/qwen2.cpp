@@ -202,9 +202,12 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   ggml_tensor* sin = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hd, 1, n);
   ggml_set_input(cos);
   ggml_set_input(sin);
+  // Flash attention straight on the f16 cache (as llama.cpp does on the CPU): no K/V copies and no
+  // n_q x n_kv score matrix. f32 weights keep the exact softmax path and an f32 cache (parity).
+  const bool flash = kv_type_ == GGML_TYPE_F16;
   ggml_tensor* mask = nullptr;
   if (n > 1) {
-    mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, L, n);  // [n_kv, n_q]
+    mask = ggml_new_tensor_2d(ctx, flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, n);  // [n_kv, n_q]
     ggml_set_input(mask);
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -223,13 +226,21 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     ggml_build_forward_expand(gf, ggml_cpy(ctx, v, ggml_view_3d(ctx, vc, hd, nkv, n, vc->nb[1], vc->nb[2], n_past * vc->nb[2])));
     ggml_tensor* k_all = ggml_view_3d(ctx, kc, hd, nkv, L, kc->nb[1], kc->nb[2], 0);           // [hd, nkv, L]
     ggml_tensor* v_all = ggml_view_3d(ctx, vc, hd, nkv, L, vc->nb[1], vc->nb[2], 0);
-    // Contiguous operands let ggml use its blocked f32 GEMM for QK^T and PV (the strided
-    // views would fall back to one dot product per output element).
-    k_all = ggml_cont(ctx, ggml_permute(ctx, k_all, 0, 2, 1, 3));                             // [hd, L, nkv]
-    ggml_tensor* v_t = ggml_cont(ctx, ggml_permute(ctx, v_all, 1, 2, 0, 3));                   // [L, hd, nkv]
-    q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                                     // [hd, n, nh]
-    ggml_tensor* attn = layers::attention(ctx, q, k_all, v_t, mask, scale);                    // [hd, nh, n]
-    attn = ggml_reshape_2d(ctx, attn, D, n);
+    ggml_tensor* attn;
+    if (flash) {
+      attn = ggml_flash_attn_ext(ctx, ggml_permute(ctx, q, 0, 2, 1, 3),                        // q [hd, n, nh]
+                                 ggml_permute(ctx, k_all, 0, 2, 1, 3),                          // k [hd, L, nkv]
+                                 ggml_permute(ctx, v_all, 0, 2, 1, 3), mask, scale, 0.0f, 0.0f);  // -> [hd, nh, n]
+      ggml_flash_attn_ext_set_prec(attn, GGML_PREC_F32);
+    } else {
+      // Contiguous operands let ggml use its blocked f32 GEMM for QK^T and PV (the strided
+      // views would fall back to one dot product per output element).
+      k_all = ggml_cont(ctx, ggml_permute(ctx, k_all, 0, 2, 1, 3));                           // [hd, L, nkv]
+      ggml_tensor* v_t = ggml_cont(ctx, ggml_permute(ctx, v_all, 1, 2, 0, 3));                 // [L, hd, nkv]
+      q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                                   // [hd, n, nh]
+      attn = layers::attention(ctx, q, k_all, v_t, mask, scale);                               // [hd, nh, n]
+    }
+    attn = ggml_reshape_2d(ctx, attn, D, n);                                                   // [D, n]
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, W.wo, attn));
     h = layers::rms_norm(ctx, x, W.ffn_norm, hp_.eps);
     ggml_tensor* ffn = ggml_swiglu_split(ctx, ggml_mul_mat(ctx, W.w_gate, h), ggml_mul_mat(ctx, W.w_up, h));  // silu(g)·u
@@ -267,7 +278,13 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     const float neg_inf = -std::numeric_limits<float>::infinity();
     for (int64_t t = 0; t < n; ++t)
       for (int64_t j = 0; j < L; ++j) m[static_cast<size_t>(t * L + j)] = j <= n_past + t ? 0.0f : neg_inf;
-    ggml_backend_tensor_set(mask, m.data(), 0, ggml_nbytes(mask));
+    if (mask->type == GGML_TYPE_F16) {
+      std::vector<ggml_fp16_t> h(m.size());
+      ggml_fp32_to_fp16_row(m.data(), h.data(), static_cast<int64_t>(m.size()));
+      ggml_backend_tensor_set(mask, h.data(), 0, ggml_nbytes(mask));
+    } else {
+      ggml_backend_tensor_set(mask, m.data(), 0, ggml_nbytes(mask));
+    }
   }
 
   if (sched_ != nullptr) {

@@ -92,7 +92,7 @@ process.stdout.write(
     engine: 'videollama3-node', model: dir, device, threads, reps, loadS,
     vision_448: encode && { encode_s: encode },
     ttft_image: ttft && { ...ttft, prompt_tokens: promptTokens },
-    decode: { tokens_per_s: decode },
+    decode: decode && { tokens_per_s: decode },
     video,
     peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
   })}\n`,
