@@ -14,6 +14,9 @@
 # No network is needed. Without Node.js on the machine, run scripts/device-pack.sh where there is
 # one and bring .device/ and dist/ along; this script unpacks them.
 # Env: VL3_SKIP_BUILD=1 reuses build-cuda/videollama3.node; VL3_SKIP_BENCH=1; VL3_BENCH_REPS (2).
+# On this workplace's lent GPU machine: run `bash scripts/device-pack.sh` here, then the device tool's
+# run with command "bash scripts/device-check.sh", carry [".device", "dist"] (about 61 MB with the
+# checkout), timeout_s 600. Checked here without a GPU (the GPU parts skip or fail with their reason).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device-results}"
@@ -36,10 +39,11 @@ say "node $(node --version), $(nproc) cores, GPU: $(nvidia-smi --query-gpu=name,
 # --- 1. build -----------------------------------------------------------------------------------
 # The toolkit's cuBLAS when it has one; else the pip wheel's (nvidia-cublas, as on the lent machines).
 # The addon needs libcudart.so.13 and libcublas.so.13 at run time: toolkit lib64 and wheel lib dirs.
-NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
-TOOLKIT="$(dirname "$(dirname "$(readlink -f "$NVCC")")")"
+# The toolkit: CUDA_HOME, else where `nvcc` says it lives (nvcc may be a wrapper script), else /usr/local/cuda.
+TOOLKIT="${CUDA_HOME:-$(dirname "$(dirname "$(nvcc -v -x cu /dev/null -E 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)/bin/x")")}"
+[ -d "$TOOLKIT/lib64" ] || TOOLKIT=/usr/local/cuda
 if [ -z "${CUBLAS_ROOT:-}" ] && [ ! -f "$TOOLKIT/include/cublas_v2.h" ]; then
-  for d in $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13") for p in nvidia.__path__))' 2>/dev/null); do
+  for d in "$PWD/.cuda-deps/nvidia/cu13" $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13") for p in nvidia.__path__))' 2>/dev/null); do
     [ -f "$d/include/cublas_v2.h" ] && export CUBLAS_ROOT="$d" && break
   done
 fi
@@ -53,34 +57,39 @@ if [ "${VL3_SKIP_BUILD:-0}" != 1 ]; then
   [ $rc = 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
 fi
 export VL3_ADDON_PATH="$PWD/build-cuda/videollama3.node"
-node -e "const b=require(process.env.VL3_ADDON_PATH);console.log(JSON.stringify({devices:b.buildInfo.devices,kernels:b.kernels.cudaUnavailableReason()||'ok'}))" \
-  2>&1 | tee -a "$OUT/summary.txt"
+# The tests must run this addon, not quietly fall back to another build: load it here first.
+if ! node -e "const b=require(process.env.VL3_ADDON_PATH);console.log(JSON.stringify({devices:b.buildInfo.devices,kernels:b.kernels.cudaUnavailableReason()||'ok'}))" \
+  >> "$OUT/summary.txt" 2>&1; then
+  say "FAIL: $VL3_ADDON_PATH does not load (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"; tail -3 "$OUT/summary.txt"; exit 1
+fi
+tail -1 "$OUT/summary.txt"
 
 # --- 2. tests on the GPU ------------------------------------------------------------------------
 say "tests: kernels, parity, generate, video"
 timeout 240 npx vitest run test/kernels.test.ts test/parity.test.ts test/generate.test.ts test/video-generate.test.ts \
   --reporter=default --reporter=json --outputFile.json="$OUT/tests.json" > "$OUT/tests.log" 2>&1
-say "tests exit $? : $(grep -E 'Tests +[0-9]' "$OUT/tests.log" | tail -1)"
+say "tests exit $? : $(sed 's/\x1b\[[0-9;]*m//g' "$OUT/tests.log" | grep -E 'Tests +[0-9]' | tail -1)"
 
 # --- 3. benchmarks ------------------------------------------------------------------------------
 [ "${VL3_SKIP_BENCH:-0}" = 1 ] && exit 0
 REPS="${VL3_BENCH_REPS:-2}"
 M=/tmp/vl3-2b
-if [ ! -f "$M-q8_0/llm.gguf" ]; then
+if [ ! -f "$M-hf/config.json" ]; then
   # video budget 602112 px shared by the frames (the processor class default; torch_bench.py below)
   timeout 120 node tools/bench/make-checkpoint.mjs "$M-hf" > "$OUT/bench-make.log" 2>&1 &&
     echo '{"size": {"shortest_edge": 12544, "longest_edge": 602112}, "max_frames": 180, "fps": 1}' \
-      > "$M-hf/video_preprocessor_config.json" &&
-    timeout 120 node dist/cli/main.js convert "$M-hf" "$M-q8_0" --type q8_0 >> "$OUT/bench-make.log" 2>&1 &&
-    timeout 120 node dist/cli/main.js convert "$M-hf" "$M-f16" --type f16 >> "$OUT/bench-make.log" 2>&1
-  say "2B-shaped checkpoints: exit $?"
+      > "$M-hf/video_preprocessor_config.json"
+  say "2B-shaped checkpoint: exit $?"
 fi
 for q in q8_0 f16; do
+  [ -f "$M-$q/llm.gguf" ] || timeout 150 node dist/cli/main.js convert "$M-hf" "$M-$q" --type "$q" >> "$OUT/bench-make.log" 2>&1
+done
+for q in q8_0 f16; do
   VL3_DEVICE=cuda timeout 90 node tools/bench/llm-bench.mjs ours "$M-$q" 512 128 1 "$REPS" > "$OUT/bench-llm-$q.json" 2>&1
-  say "llm $q: $(cat "$OUT/bench-llm-$q.json" | tail -1 | cut -c1-300)"
+  say "llm $q: $(grep -m1 -E '^\{|Error' "$OUT/bench-llm-$q.json" | cut -c1-300)"
 done
 timeout 150 node tools/bench/vision-bench.mjs "$M-q8_0" 1 "$REPS" --device cuda --video-noise > "$OUT/bench-vision.json" 2>&1
-say "vision (ours): $(tail -1 "$OUT/bench-vision.json" | cut -c1-400)"
+say "vision (ours): $(grep -m1 -E '^\{|Error' "$OUT/bench-vision.json" | cut -c1-400)"
 if python3 -c 'import torch, transformers; assert torch.cuda.is_available()' 2>/dev/null; then
   timeout 240 python3 tools/bench/torch_bench.py --device cuda --reps "$REPS" --dtype bfloat16 --video \
     --video-longest-edge 602112 > "$OUT/bench-torch.json" 2> "$OUT/bench-torch.log"
