@@ -233,7 +233,7 @@ export class Model {
    * .gif with `kind: 'video'`), by decoded-frame input, or by `kind: 'video'`.
    */
   async encode(input: ImageInput | VideoPromptInput, options: EncodeOptions & { kind?: 'image' | 'video' } = {}): Promise<VisionTokens> {
-    checkKnownKeys('encode', options, ['signal', 'fps', 'maxFrames', 'pruneThreshold', 'kind']);
+    checkKnownKeys('encode', options, ['signal', 'fps', 'maxFrames', 'pruneThreshold', 'autoRotate', 'kind']);
     const signal = signalOption('signal', options.signal);
     signal?.throwIfAborted();
     if (options.kind === 'video' || (options.kind === undefined && looksLikeVideo(input))) {
@@ -451,7 +451,13 @@ export class Model {
     const fps = numberOption('fps', options.fps, 0, 1000, p.fps, true);
     const maxFrames = intOption('maxFrames', options.maxFrames, 1, 10000, p.maxFrames);
     const pruneThreshold = numberOption('pruneThreshold', options.pruneThreshold, 0, 1000, p.pruneThreshold);
-    const plan = await planVideo(input, { fps, maxFrames, minFrames: Math.min(p.minFrames, maxFrames), ...(signal ? { signal } : {}) });
+    const plan = await planVideo(input, {
+      fps,
+      maxFrames,
+      minFrames: Math.min(p.minFrames, maxFrames),
+      ...(options.autoRotate !== undefined ? { autoRotate: options.autoRotate } : {}),
+      ...(signal ? { signal } : {}),
+    });
     const patchSize = this.info.vision.patchSize;
     const size = native().videoFrameSize(plan.metadata.height, plan.metadata.width, plan.indices.length, {
       patchSize, mergeSize: 2, minPixels: p.videoMinPixels, maxPixels: p.videoMaxPixels,

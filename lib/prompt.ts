@@ -21,6 +21,8 @@ export interface VideoPartOptions {
   maxFrames?: number;
   /** Differential frame pruning threshold; 0 keeps every token. */
   pruneThreshold?: number;
+  /** Apply the file's display rotation (phone videos); default false, as the reference. */
+  autoRotate?: boolean;
 }
 
 /** A video: a file path, an encoded video Buffer, decoded frames, or tokens from `Model.encode()`. */
@@ -112,7 +114,7 @@ export function renderPrompt(messages: readonly ChatMessage[]): RenderedPiece[] 
       } else {
         out.push({ text });
         if (p.type === 'image') out.push({ image: p.image });
-        else out.push({ video: p.video, options: { fps: p.fps, maxFrames: p.maxFrames, pruneThreshold: p.pruneThreshold } });
+        else out.push({ video: p.video, options: { fps: p.fps, maxFrames: p.maxFrames, pruneThreshold: p.pruneThreshold, autoRotate: p.autoRotate } });
         text = '\n';
       }
     }

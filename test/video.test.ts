@@ -201,6 +201,7 @@ describe.skipIf(!haveFfmpeg)('ffmpeg decoding (skipped: ffmpeg/ffprobe not on PA
       frameCount: c.frames,
       durationS: c.frames / c.fps,
       rotation: c.rotation,
+      rotated: false,
       codec: c.codec,
     });
   });
@@ -249,6 +250,23 @@ describe.skipIf(!haveFfmpeg)('ffmpeg decoding (skipped: ffmpeg/ffprobe not on PA
   it('rotate90 frames are not rotated (ffmpeg CLI would give 96x160)', async () => {
     const [f] = await collect(sampleVideoFrames(clip('rotate90_2s_160x96.mp4'), { maxFrames: 1, minFrames: 1 }));
     expect([f!.width, f!.height]).toEqual([160, 96]);
+  });
+
+  it('autoRotate: true applies the display rotation (frames equal the ffmpeg CLI auto-rotated decode)', async () => {
+    const file = clip('rotate90_2s_160x96.mp4');
+    const m = await probeVideo(file, { autoRotate: true });
+    expect([m.width, m.height, m.rotation, m.rotated]).toEqual([96, 160, 90, true]);
+    const all = execFileSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 1 << 26 });
+    const size = 96 * 160 * 3;
+    const got = await collect(sampleVideoFrames(file, { autoRotate: true }));
+    expect(got.length).toBeGreaterThan(1);
+    for (const f of got) {
+      expect([f.width, f.height]).toEqual([96, 160]);
+      expect(f.data.equals(all.subarray(f.index * size, (f.index + 1) * size))).toBe(true);
+    }
+    // Without a rotation in the file, autoRotate changes nothing.
+    expect((await probeVideo(clip('bbb_cuts_10s_640x360.mp4'), { autoRotate: true })).rotated).toBe(false);
+    await expect(probeVideo(file, { autoRotate: 'yes' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('memory stays bounded on a 120 s, 3600-frame video', async () => {

@@ -24,6 +24,7 @@ Commands:
                                Stream a reply to stdout (images, then videos, then the text)
       --fps <f> --max-frames <n> --prune-threshold <x>
                                video sampling (defaults from the model: 1, 180, 0.1; 0 keeps all)
+      --auto-rotate            apply videos' display rotation (off by default, as the reference)
       --system <text>          system message
       --max-tokens <n>         most tokens to generate (default 512)
       --temperature <t>        0 = greedy (default)
@@ -100,6 +101,7 @@ const MODEL_FLAGS = {
   fps: { type: 'string' },
   'max-frames': { type: 'string' },
   'prune-threshold': { type: 'string' },
+  'auto-rotate': { type: 'boolean' },
   prompt: { type: 'string' },
   system: { type: 'string' },
   'max-tokens': { type: 'string' },
@@ -144,12 +146,14 @@ function promptOf(values: {
   fps?: string;
   'max-frames'?: string;
   'prune-threshold'?: string;
+  'auto-rotate'?: boolean;
 }): Prompt {
   if (values.prompt === undefined) fail('--prompt <text> is required');
   const videoOptions = {
     fps: numeric(values.fps, 'fps'),
     maxFrames: numeric(values['max-frames'], 'max-frames'),
     pruneThreshold: numeric(values['prune-threshold'], 'prune-threshold'),
+    ...(values['auto-rotate'] ? { autoRotate: true } : {}),
   };
   const content: ContentPart[] = [
     ...(values.image ?? []).map((image) => ({ type: 'image' as const, image })),

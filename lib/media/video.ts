@@ -17,14 +17,16 @@
 //   ffmpeg process decodes the stream with a `select` filter that keeps exactly those frames
 //   (an O(1) arithmetic test, see {@link selectExpression}) and `-vsync passthrough`, so no frame is
 //   duplicated or dropped, and writes raw `rgb24` to a pipe.
-// - **Rotation is not applied.** PyAV (and libavcodec) return frames as coded, ignoring the display
-//   matrix; the ffmpeg CLI would auto-rotate, so it runs with `-noautorotate`. rotate90_2s_160x96.mp4
-//   gives 160x96 frames, as in the reference. The rotation is still reported in {@link VideoMetadata}.
+// - **Rotation is not applied by default.** PyAV (and libavcodec) return frames as coded, ignoring the
+//   display matrix; the ffmpeg CLI would auto-rotate, so it runs with `-noautorotate`.
+//   rotate90_2s_160x96.mp4 gives 160x96 frames, as in the reference. The rotation is reported in
+//   {@link VideoMetadata}; `autoRotate: true` applies it instead (ffmpeg's own transpose/flip,
+//   lossless), for phone videos, departing from the reference on purpose.
 // - **YUV -> RGB** is libswscale's unscaled conversion to `rgb24` with its defaults (BT.601 matrix,
 //   limited range unless the stream says full range), which is what PyAV's `to_ndarray("rgb24")`
-//   (`VideoFrame.reformat`, also libswscale) does. The decoded YUV of the test clips is bit-identical
-//   across FFmpeg 4.1, 5.1 and 8 (media_expected.json); the RGB conversion was not compared against
-//   PyAV itself (PyAV is not installed here).
+//   (`VideoFrame.reformat`, also libswscale) does: PyAV 18.1 (with its own FFmpeg) gives the very same
+//   RGB bytes as this path on every test clip (tools/reference/make_fixtures.py asserts it; the parity
+//   test compares the sampled frames' sha256).
 // - **Timestamps** are `index / fps` in float32 as the reference computes them ({@link frameTimestamp},
 //   spec §6.1), formatted with {@link formatTimestamp} (pitfall 9).
 // - **Indices** are `floor(i * N / n)` for i = 0..n-1 (pitfall 20: the reference's float `arange`
@@ -83,16 +85,22 @@ export interface VideoSamplingOptions {
   ffmpegPath?: string;
   /** Cancels probing and decoding: the call rejects with `signal.reason` and ffmpeg is killed. */
   signal?: AbortSignal;
+  /**
+   * Apply the display rotation (phone videos) so frames come out upright. Default `false`, as the
+   * reference (PyAV ignores it): turning it on changes the frames the model sees.
+   */
+  autoRotate?: boolean;
 }
 
 /** What {@link probeVideo} found out about a video (its first video stream). */
 export interface VideoMetadata {
   /**
-   * Width of the frames produced, in pixels. The display rotation is *not* applied (as in the
-   * reference), so this is the stream's decoded width even when `rotation` is 90 or 270.
+   * Width of the frames produced, in pixels. The display rotation is applied only with
+   * `autoRotate` (as the reference, by default this is the stream's decoded width even when
+   * `rotation` is 90 or 270).
    */
   width: number;
-  /** Height of the frames produced, in pixels (rotation not applied, see `width`). */
+  /** Height of the frames produced, in pixels (see `width`). */
   height: number;
   /** Native frame rate: the stream's average frame rate (`avg_frame_rate`), as the reference. */
   fps: number;
@@ -100,8 +108,10 @@ export interface VideoMetadata {
   frameCount: number;
   /** `frameCount / fps`, in seconds (as the reference's metadata). */
   durationS: number;
-  /** Display rotation in degrees, 0..359 (from the display matrix); informational only. */
+  /** Display rotation in degrees, 0..359 (from the display matrix); applied only with `autoRotate`. */
   rotation: number;
+  /** Whether the frames produced have `rotation` applied (`autoRotate` and a non-zero rotation). */
+  rotated: boolean;
   /** Codec name as ffprobe gives it (`h264`, `vp9`, ...), or `raw` for decoded frames. */
   codec: string;
 }
@@ -134,7 +144,7 @@ export interface VideoPlan {
 const DEFAULT_FPS = 1;
 const DEFAULT_MAX_FRAMES = 180;
 const DEFAULT_MIN_FRAMES = 4;
-const KNOWN_OPTIONS = ['fps', 'maxFrames', 'minFrames', 'ffmpegPath', 'signal'] as const;
+const KNOWN_OPTIONS = ['fps', 'maxFrames', 'minFrames', 'ffmpegPath', 'signal', 'autoRotate'] as const;
 const STDERR_TAIL = 2000;
 
 interface Resolved {
@@ -144,6 +154,7 @@ interface Resolved {
   ffmpeg: string;
   ffprobe: string;
   signal: AbortSignal | undefined;
+  autoRotate: boolean;
 }
 
 function positiveInt(name: string, v: unknown, fallback: number): number {
@@ -182,6 +193,7 @@ function resolveOptions(opts: unknown, where: string): Resolved {
     ffmpeg,
     ffprobe,
     signal: signalOption('options.signal', o.signal),
+    autoRotate: o.autoRotate === undefined ? false : typeof o.autoRotate === 'boolean' ? o.autoRotate : invalid('options.autoRotate', 'boolean', o.autoRotate),
   };
 }
 
@@ -424,8 +436,19 @@ async function probeFile(path: string, label: string, r: Resolved): Promise<Prob
   if (side && typeof side.rotation === 'number') rotation = side.rotation;
   else if (s.tags?.rotate !== undefined && Number.isFinite(Number(s.tags.rotate))) rotation = Number(s.tags.rotate);
   rotation = ((Math.round(rotation) % 360) + 360) % 360;
+  const rotated = r.autoRotate && rotation !== 0;
+  const quarter = rotated && rotation % 180 !== 0; // 90 / 270: ffmpeg transposes, sides swap
   return {
-    metadata: { width, height, fps, frameCount, durationS: frameCount / fps, rotation, codec: s.codec_name ?? 'unknown' },
+    metadata: {
+      width: quarter ? height : width,
+      height: quarter ? width : height,
+      fps,
+      frameCount,
+      durationS: frameCount / fps,
+      rotation,
+      rotated,
+      codec: s.codec_name ?? 'unknown',
+    },
     streamIndex: s.index,
   };
 }
@@ -519,7 +542,7 @@ async function* decodeFile(
     const expr = selectExpression(frameCount, indices.length);
     const args = [
       '-nostdin', '-hide_banner', '-loglevel', 'error',
-      '-noautorotate',
+      ...(metadata.rotated ? [] : ['-noautorotate']),
       '-i', path,
       '-map', `0:${streamIndex}`,
       '-an', '-sn', '-dn',
@@ -671,6 +694,7 @@ function planFrames(frames: readonly DecodedFrame[], r: Resolved): VideoPlan {
     frameCount: N,
     durationS: N / fps,
     rotation: 0,
+    rotated: false,
     codec: 'raw',
   };
   const indices = sampleFrameIndices(N, fps, r);
