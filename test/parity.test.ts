@@ -29,7 +29,7 @@ function promptOf(c: ReferenceCase): Prompt {
  * Our decoding and preprocessing of a video case: the sampled frames' RGB sha256 (the reference's
  * are PyAV's frames) and the uint8 levels of the patches (merge-block rows, as pixel_values_videos).
  */
-async function videoPipeline(model: Model, file: string): Promise<{ sha256: string[]; levels: Uint8Array }> {
+async function videoPipeline(model: Model, file: string): Promise<{ sha256: string[]; levels: Uint8Array; keep: Uint8Array }> {
   const p = model.info.preprocess;
   const plan = await planVideo(file, { fps: p.fps, maxFrames: p.maxFrames, minFrames: p.minFrames });
   const patchSize = model.info.vision.patchSize;
@@ -41,12 +41,14 @@ async function videoPipeline(model: Model, file: string): Promise<{ sha256: stri
   });
   const sha256: string[] = [];
   const levels: number[] = [];
+  const keep: number[] = [];
   for await (const f of plan.frames()) {
     sha256.push(createHash('sha256').update(f.data).digest('hex'));
     const out = await pre.push(f.data, f.width, f.height);
     for (const v of out.pixels) levels.push(Math.round((v + 1) * 127.5));
+    keep.push(...out.keep);
   }
-  return { sha256, levels: Uint8Array.from(levels) };
+  return { sha256, levels: Uint8Array.from(levels), keep: Uint8Array.from(keep) };
 }
 
 /** Compares our stages with the reference's in order; throws naming the first divergent one. */
@@ -120,6 +122,9 @@ describe.skipIf(configs.length === 0)(`reference parity (${REFERENCE_DIR})`, () 
           let maxLevelDiff = 0;
           for (let i = 0; i < refLevels.length; i++) maxLevelDiff = Math.max(maxLevelDiff, Math.abs(ours.levels[i]! - refLevels[i]!));
           expect(maxLevelDiff, `${where}: first divergence at stage 'pixel_levels'`).toBe(0);
+          expect(Array.from(ours.keep), `${where}: first divergence at stage 'video_compression_mask'`).toEqual(
+            Array.from(c.stage('video_compression_mask') as Uint8Array),
+          );
           const tokens = await model.encode(file, { kind: 'video' });
           expect(tokens.video!.timestamps, `${where}: first divergence at stage 'timestamps'`).toEqual(c.manifest.timestamps);
           expect(tokens.video!.tokensPerFrame, `${where}: first divergence at stage 'tokens_per_frame'`).toEqual(c.manifest.kept_per_frame);
