@@ -1,4 +1,6 @@
 // Shared helpers of our .cu files: CUDA errors as vl3::Error, and an owning device buffer.
+// Everything runs on the calling thread's own stream (cudaStreamPerThread), so preprocessing on a
+// libuv worker never waits for, or blocks, ggml-cuda's work on its streams.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,10 +28,15 @@ class DeviceBuffer {
     if (count_ > 0) cuda_check(cudaMalloc(reinterpret_cast<void**>(&ptr_), count_ * sizeof(T)), what);
   }
   DeviceBuffer(const T* host, size_t count, const char* what) : DeviceBuffer(count, what) {
-    if (count_ > 0) cuda_check(cudaMemcpy(ptr_, host, count_ * sizeof(T), cudaMemcpyHostToDevice), what);
+    if (count_ > 0) {
+      cuda_check(cudaMemcpyAsync(ptr_, host, count_ * sizeof(T), cudaMemcpyHostToDevice, cudaStreamPerThread), what);
+    }
   }
   ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
+    if (ptr_ != nullptr) {
+      cudaStreamSynchronize(cudaStreamPerThread);  // no kernel of this thread may still use it
+      cudaFree(ptr_);
+    }
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -37,7 +44,9 @@ class DeviceBuffer {
   T* get() const { return ptr_; }
   size_t size() const { return count_; }
   void copy_to(T* host, const char* what) const {
-    if (count_ > 0) cuda_check(cudaMemcpy(host, ptr_, count_ * sizeof(T), cudaMemcpyDeviceToHost), what);
+    if (count_ == 0) return;
+    cuda_check(cudaMemcpyAsync(host, ptr_, count_ * sizeof(T), cudaMemcpyDeviceToHost, cudaStreamPerThread), what);
+    cuda_check(cudaStreamSynchronize(cudaStreamPerThread), what);
   }
 
  private:
@@ -48,10 +57,13 @@ class DeviceBuffer {
 /** Blocks of `threads` covering `n` items. */
 inline unsigned int grid_for(int64_t n, int threads) { return static_cast<unsigned int>((n + threads - 1) / threads); }
 
-/** Checks the launch and waits for the kernel, naming it in the error. */
+/** Checks the launch and waits for this thread's stream, naming the kernel in the error. */
 inline void cuda_finish(const char* what) {
   cuda_check(cudaGetLastError(), what);
-  cuda_check(cudaDeviceSynchronize(), what);
+  cuda_check(cudaStreamSynchronize(cudaStreamPerThread), what);
 }
+
+/** The stream every launch of ours uses. */
+inline cudaStream_t stream() { return cudaStreamPerThread; }
 
 }  // namespace vl3::kernels

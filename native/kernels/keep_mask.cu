@@ -56,7 +56,7 @@ std::vector<uint8_t> keep_mask_cuda(const media::RgbImage& prev, const media::Rg
   DeviceBuffer<uint8_t> d_cur(cur.data.data(), cur.data.size(), "keep_mask_cuda: upload");
   DeviceBuffer<uint8_t> d_prev(prev.data.data(), prev.data.size(), "keep_mask_cuda: upload");
   DeviceBuffer<long long> d_sums(tokens * 3, "keep_mask_cuda: sums");
-  token_abs_diff_sums<<<static_cast<unsigned int>(tokens), kThreads>>>(d_cur.get(), d_prev.get(), cur.width, block, bw,
+  token_abs_diff_sums<<<static_cast<unsigned int>(tokens), kThreads, 0, stream()>>>(d_cur.get(), d_prev.get(), cur.width, block, bw,
                                                                       d_sums.get());
   cuda_finish("keep_mask_cuda");
   std::vector<long long> sums(tokens * 3);

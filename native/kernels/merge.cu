@@ -31,7 +31,7 @@ void merge_tokens_cuda(const float* x, int64_t rows, int64_t dim, int m, float* 
   const int64_t group = static_cast<int64_t>(m) * m, tokens = rows / group;
   DeviceBuffer<float> d_x(x, static_cast<size_t>(rows * dim), "merge_tokens_cuda: upload");
   DeviceBuffer<float> d_out(static_cast<size_t>(tokens * dim), "merge_tokens_cuda: output");
-  merge_tokens<<<grid_for(tokens * dim, kThreads), kThreads>>>(d_x.get(), tokens, dim, group,
+  merge_tokens<<<grid_for(tokens * dim, kThreads), kThreads, 0, stream()>>>(d_x.get(), tokens, dim, group,
                                                                1.0f / static_cast<float>(group), d_out.get());
   cuda_finish("merge_tokens_cuda");
   d_out.copy_to(out, "merge_tokens_cuda: download");

@@ -96,12 +96,12 @@ DeviceBuffer<uint8_t>* pass(const DeviceBuffer<uint8_t>& src, int w, int h, int 
   DeviceBuffer<uint8_t>& dst = *keep.back();
   if (horizontal) {
     DeviceTaps t(media::resample_taps(w, out_w, filter));
-    resample_horizontal<<<grid_for(static_cast<int64_t>(out_w) * h, kThreads), kThreads>>>(
+    resample_horizontal<<<grid_for(static_cast<int64_t>(out_w) * h, kThreads), kThreads, 0, stream()>>>(
         src.get(), w, h, dst.get(), out_w, t.first.get(), t.count.get(), t.weights.get(), t.ksize, t.precision);
     cuda_finish("preprocess_cuda: horizontal pass");
   } else {
     DeviceTaps t(media::resample_taps(h, out_h, filter));
-    resample_vertical<<<grid_for(n, kThreads), kThreads>>>(src.get(), static_cast<int64_t>(w) * 3, dst.get(), out_h,
+    resample_vertical<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(src.get(), static_cast<int64_t>(w) * 3, dst.get(), out_h,
                                                            t.first.get(), t.count.get(), t.weights.get(), t.ksize,
                                                            t.precision);
     cuda_finish("preprocess_cuda: vertical pass");
@@ -136,7 +136,7 @@ void preprocess_cuda(const media::RgbImage& src, int out_w, int out_h, media::Re
   const int grid_h = out_h / patch, grid_w = out_w / patch;
   const int64_t total = static_cast<int64_t>(grid_h) * grid_w * 3 * patch * patch;
   DeviceBuffer<float> d_out(static_cast<size_t>(total), "preprocess_cuda: output");
-  patchify<<<grid_for(total, kThreads), kThreads>>>(img->get(), out_w, grid_w, patch, merge, d_table.get(),
+  patchify<<<grid_for(total, kThreads), kThreads, 0, stream()>>>(img->get(), out_w, grid_w, patch, merge, d_table.get(),
                                                     d_out.get(), total);
   cuda_finish("preprocess_cuda: patchify");
   d_out.copy_to(out, "preprocess_cuda: download");
