@@ -222,6 +222,37 @@ describe('devices', () => {
     await cpu.dispose();
   });
 
+  it('the split-model path (some layers on a second backend, through the ggml scheduler) gives the same logits and tokens', async () => {
+    // VL3_TEST_SPLIT_CPU: a second CPU backend stands in for the CPU side of a GPU model, so the code
+    // that places weights and KV cache per layer and runs the scheduler is exercised without a GPU.
+    const dir = join(work, 'model');
+    const prompt = 'The quick brown fox';
+    const plain = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+    const want = await plain.debugPrefill(prompt);
+    const wantTokens = (await plain.complete(prompt, { maxTokens: 8 })).tokens;
+    await plain.dispose();
+    process.env.VL3_TEST_SPLIT_CPU = '1';
+    try {
+      for (const gpuLayers of [1, 0]) {
+        const split = await loadModel({ model: dir, threads: 2, device: 'cpu', gpuLayers });
+        try {
+          const got = await split.debugPrefill(prompt);
+          expect(got.ids).toEqual(want.ids);
+          expect(relErr(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
+          expect((await split.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
+          const ac = new AbortController();
+          const gen = split.generate(prompt, { maxTokens: 64, signal: ac.signal });
+          setTimeout(() => ac.abort(new Error('stop')), 1);
+          await expect(gen.result).rejects.toThrow('stop');
+        } finally {
+          await split.dispose();
+        }
+      }
+    } finally {
+      delete process.env.VL3_TEST_SPLIT_CPU;
+    }
+  });
+
   it.skipIf(!hasGpu)("with a GPU: 'auto' picks it, and all, some or no decoder layers on it give the CPU's logits and tokens", async () => {
     const dir = join(work, 'model');
     const cpu = await loadModel({ model: dir, threads: 2, device: 'cpu' });

@@ -32,12 +32,21 @@ void compute_graph(ggml_backend_t backend, ggml_cgraph* gf, int threads, const s
   check(st == GGML_STATUS_SUCCESS, ErrorCode::Internal, format("%s failed in the ggml backend", what));
 }
 
-void compute_graph_sched(ggml_backend_sched_t sched, ggml_backend_t cpu, ggml_cgraph* gf, int threads,
-                         const std::atomic<bool>* abort_flag, const char* what) {
-  ggml_backend_cpu_set_n_threads(cpu, threads);
-  ggml_backend_cpu_set_abort_callback(cpu, abort_requested, const_cast<std::atomic<bool>*>(abort_flag));
+void compute_graph_sched(ggml_backend_sched_t sched, ggml_cgraph* gf, int threads, const std::atomic<bool>* abort_flag,
+                         const char* what) {
+  const int n = ggml_backend_sched_get_n_backends(sched);
+  auto each_cpu = [&](auto fn) {
+    for (int i = 0; i < n; ++i) {
+      ggml_backend_t b = ggml_backend_sched_get_backend(sched, i);
+      if (ggml_backend_is_cpu(b)) fn(b);
+    }
+  };
+  each_cpu([&](ggml_backend_t b) {
+    ggml_backend_cpu_set_n_threads(b, threads);
+    ggml_backend_cpu_set_abort_callback(b, abort_requested, const_cast<std::atomic<bool>*>(abort_flag));
+  });
   const ggml_status st = ggml_backend_sched_graph_compute(sched, gf);
-  ggml_backend_cpu_set_abort_callback(cpu, nullptr, nullptr);
+  each_cpu([](ggml_backend_t b) { ggml_backend_cpu_set_abort_callback(b, nullptr, nullptr); });
   if (abort_flag != nullptr && abort_flag->load()) throw Error(ErrorCode::Aborted, format("%s was aborted", what));
   check(st == GGML_STATUS_SUCCESS, ErrorCode::Internal, format("%s failed in the ggml backend", what));
 }

@@ -27,8 +27,8 @@ GraphContext new_graph_context(size_t n_nodes);
 void compute_graph(ggml_backend_t backend, ggml_cgraph* gf, int threads, const std::atomic<bool>* abort_flag,
                    const char* what);
 
-/** compute_graph for a graph split across backends by `sched` (`cpu`: its CPU backend). */
-void compute_graph_sched(ggml_backend_sched_t sched, ggml_backend_t cpu, ggml_cgraph* gf, int threads,
-                         const std::atomic<bool>* abort_flag, const char* what);
+/** compute_graph for a graph split across backends by `sched` (threads and abort go to its CPU backends). */
+void compute_graph_sched(ggml_backend_sched_t sched, ggml_cgraph* gf, int threads, const std::atomic<bool>* abort_flag,
+                         const char* what);
 
 }  // namespace vl3

@@ -102,7 +102,6 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
   };
   weights_ = std::make_unique<Weights>(file, place, std::initializer_list<const char*>{"token_embd.weight"});  // get_rows needs plain rows
   if (split) {
-    cpu_ = cpu;
     ggml_backend_t backends[2] = {backend, cpu};
     const size_t n_nodes = 256 + 128 * static_cast<size_t>(hp_.n_layers);
     sched_ = ggml_backend_sched_new(backends, nullptr, 2, n_nodes, false, true);
@@ -288,7 +287,7 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   }
 
   if (sched_ != nullptr) {
-    compute_graph_sched(sched_, cpu_, gf, threads, abort_flag, "Generation");
+    compute_graph_sched(sched_, gf, threads, abort_flag, "Generation");
   } else {
     compute_graph(backend_, gf, threads, abort_flag, "Generation");
   }

@@ -106,10 +106,9 @@ class Qwen2Model {
   Qwen2Hparams hp_;
   ggml_type kv_type_ = GGML_TYPE_F32;
   ggml_backend_t backend_;
-  ggml_backend_t cpu_ = nullptr;              // split models only
   int64_t offloaded_ = 0;                     // layers on backend_
   std::vector<ggml_backend_t> layer_backend_;  // per layer
-  ggml_backend_sched_t sched_ = nullptr;      // split models: runs graphs across backend_ and cpu_
+  ggml_backend_sched_t sched_ = nullptr;      // split models: runs graphs across backend_ and the CPU
   std::unique_ptr<Weights> weights_;
   ggml_tensor *tok_embd_, *output_norm_, *output_;
   std::vector<Layer> layers_;

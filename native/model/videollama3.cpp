@@ -1,6 +1,7 @@
 #include "model/videollama3.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/status.h"
 #include "ggml-cpu.h"
@@ -39,6 +40,14 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
     ggml_threadpool_params tp = ggml_threadpool_params_default(threads_);
     threadpool_ = ggml_threadpool_new(&tp);
     if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(backend_, threadpool_);
+    // Test hook (test/generate.test.ts): a second CPU backend stands in for the CPU side of a GPU
+    // model, so the split path (per-layer placement, a KV cache in two parts, the ggml scheduler)
+    // runs and is checked on machines without a GPU. Nothing else reads this variable.
+    if (gpu_layers >= 0 && std::getenv("VL3_TEST_SPLIT_CPU") != nullptr) {
+      cpu_ = ggml_backend_cpu_init();
+      check(cpu_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
+      if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(cpu_, threadpool_);
+    }
   }
   alloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
   try {
