@@ -53,16 +53,14 @@ inline Napi::TypedArray bytes_arg(Napi::Env env, const char* fn, const std::stri
   throw_expected(env, fn, name, "Buffer or Uint8Array of RGB bytes", v);
 }
 
-/** Copies the (rgb, width, height) arguments starting at info[first] into an RgbImage. */
-inline media::RgbImage rgb_args(const Napi::CallbackInfo& info, const char* fn) {
-  Napi::Env env = info.Env();
-  Napi::TypedArray bytes = bytes_arg(env, fn, "rgb", info[0]);
-  const int64_t w = integer_arg(env, fn, "width", info[1], 1, 1 << 24);
-  const int64_t h = integer_arg(env, fn, "height", info[2], 1, 1 << 24);
+/** Copies `bytes` (argument `name`, from bytes_arg) of a `w` x `h` RGB image into an RgbImage. */
+inline media::RgbImage rgb_image(Napi::Env env, const char* fn, const char* name, const Napi::TypedArray& bytes,
+                                 int64_t w, int64_t h) {
   const size_t expected = static_cast<size_t>(w) * static_cast<size_t>(h) * 3;
   if (bytes.ByteLength() != expected) {
-    throw_invalid(env, vl3::format("%s: rgb must hold width * height * 3 = %zu bytes for %lldx%lld pixels, got %zu", fn,
-                                   expected, static_cast<long long>(w), static_cast<long long>(h), bytes.ByteLength()));
+    throw_invalid(env, vl3::format("%s: %s must hold width * height * 3 = %zu bytes for %lldx%lld pixels, got %zu", fn,
+                                   name, expected, static_cast<long long>(w), static_cast<long long>(h),
+                                   bytes.ByteLength()));
   }
   media::RgbImage img;
   img.width = static_cast<int>(w);
@@ -70,6 +68,15 @@ inline media::RgbImage rgb_args(const Napi::CallbackInfo& info, const char* fn) 
   const auto* src = static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
   img.data.assign(src, src + expected);
   return img;
+}
+
+/** Copies the (rgb, width, height) arguments info[0..2] into an RgbImage. */
+inline media::RgbImage rgb_args(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  Napi::TypedArray bytes = bytes_arg(env, fn, "rgb", info[0]);
+  const int64_t w = integer_arg(env, fn, "width", info[1], 1, 1 << 24);
+  const int64_t h = integer_arg(env, fn, "height", info[2], 1, 1 << 24);
+  return rgb_image(env, fn, "rgb", bytes, w, h);
 }
 
 inline void triple_arg(Napi::Env env, const char* fn, Napi::Object opts, const char* key, bool nonzero, float out[3]) {

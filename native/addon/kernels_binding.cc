@@ -71,22 +71,8 @@ Napi::Value KeepMask(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t w = integer_arg(env, fn, "width", info[2], 1, 1 << 24);
   const int64_t h = integer_arg(env, fn, "height", info[3], 1, 1 << 24);
-  auto frame = [&](const Napi::Value& v, const char* name) {
-    Napi::TypedArray bytes = bytes_arg(env, fn, name, v);
-    const size_t expected = static_cast<size_t>(w) * static_cast<size_t>(h) * 3;
-    if (bytes.ByteLength() != expected) {
-      throw_invalid(env, vl3::format("%s: %s must hold width * height * 3 = %zu bytes, got %zu", fn, name, expected,
-                                     bytes.ByteLength()));
-    }
-    media::RgbImage img;
-    img.width = static_cast<int>(w);
-    img.height = static_cast<int>(h);
-    const auto* src = static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
-    img.data.assign(src, src + expected);
-    return std::make_shared<media::RgbImage>(std::move(img));
-  };
-  auto prev = frame(info[0], "prev");
-  auto cur = frame(info[1], "cur");
+  auto prev = std::make_shared<media::RgbImage>(rgb_image(env, fn, "prev", bytes_arg(env, fn, "prev", info[0]), w, h));
+  auto cur = std::make_shared<media::RgbImage>(rgb_image(env, fn, "cur", bytes_arg(env, fn, "cur", info[1]), w, h));
   Napi::Object o = options_arg(env, fn, info[4]);
   const int patch = static_cast<int>(integer_arg(env, fn, "opts.patchSize", o.Get("patchSize"), 1, 1024));
   const int merge = static_cast<int>(integer_arg(env, fn, "opts.mergeSize", o.Get("mergeSize"), 1, 64));

@@ -10,6 +10,22 @@
 namespace vl3 {
 namespace key = names::key;
 
+namespace {
+
+/** A CPU backend running on `pool` (created with `threads` workers when still null). */
+ggml_backend_t start_cpu_backend(int threads, ggml_threadpool*& pool) {
+  ggml_backend_t b = ggml_backend_cpu_init();
+  check(b != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
+  if (pool == nullptr) {
+    ggml_threadpool_params tp = ggml_threadpool_params_default(threads);
+    pool = ggml_threadpool_new(&tp);
+  }
+  if (pool != nullptr) ggml_backend_cpu_set_threadpool(b, pool);
+  return b;
+}
+
+}  // namespace
+
 VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_path, int threads, Device device,
                          int64_t gpu_layers)
     : threads_(std::max(1, threads)) {
@@ -26,28 +42,14 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
     backend_ = ggml_backend_dev_init(gpu, nullptr);
     check(backend_ != nullptr, ErrorCode::Internal, format("The ggml %s backend failed to start", ggml_backend_dev_name(gpu)));
     device_name_ = ggml_backend_dev_name(gpu);
-    if (gpu_layers >= 0) {  // some decoder layers may stay on the CPU
-      cpu_ = ggml_backend_cpu_init();
-      check(cpu_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
-      ggml_threadpool_params tp = ggml_threadpool_params_default(threads_);
-      threadpool_ = ggml_threadpool_new(&tp);
-      if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(cpu_, threadpool_);
-    }
+    if (gpu_layers >= 0) cpu_ = start_cpu_backend(threads_, threadpool_);  // some decoder layers may stay on the CPU
   } else {
     if (device == Device::Auto) device_note_ = "no GPU device: this addon has no CUDA backend, or no NVIDIA driver and GPU were found";
-    backend_ = ggml_backend_cpu_init();
-    check(backend_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
-    ggml_threadpool_params tp = ggml_threadpool_params_default(threads_);
-    threadpool_ = ggml_threadpool_new(&tp);
-    if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(backend_, threadpool_);
+    backend_ = start_cpu_backend(threads_, threadpool_);
     // Test hook (test/generate.test.ts): a second CPU backend stands in for the CPU side of a GPU
     // model, so the split path (per-layer placement, a KV cache in two parts, the ggml scheduler)
     // runs and is checked on machines without a GPU. Nothing else reads this variable.
-    if (gpu_layers >= 0 && std::getenv("VL3_TEST_SPLIT_CPU") != nullptr) {
-      cpu_ = ggml_backend_cpu_init();
-      check(cpu_ != nullptr, ErrorCode::Internal, "The ggml CPU backend failed to start");
-      if (threadpool_ != nullptr) ggml_backend_cpu_set_threadpool(cpu_, threadpool_);
-    }
+    if (gpu_layers >= 0 && std::getenv("VL3_TEST_SPLIT_CPU") != nullptr) cpu_ = start_cpu_backend(threads_, threadpool_);
   }
   alloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
   try {

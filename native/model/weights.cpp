@@ -85,11 +85,11 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     size_t g = 0;
     while (g < groups_.size() && groups_[g].backend != backend) ++g;
     if (g == groups_.size()) {
-      groups_.push_back(Group{backend, ggml_init(ip), ggml_init(ip), nullptr, nullptr});
+      groups_.push_back(Group{backend, repack_buffer_type(backend), ggml_init(ip), ggml_init(ip), nullptr, nullptr});
       check(groups_[g].ctx != nullptr && groups_[g].repack_ctx != nullptr, ErrorCode::OutOfMemory,
             "Cannot allocate the weight table");
     }
-    const bool repack = repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
+    const bool repack = groups_[g].repack_buft != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
     ggml_tensor* t = ggml_new_tensor(repack ? groups_[g].repack_ctx : groups_[g].ctx, info.type,
                                      std::max(1, info.n_dims), info.ne);
     ggml_set_name(t, info.name.c_str());
@@ -108,7 +108,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       ggml_backend_buffer_set_usage(grp.buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     }
     if (ggml_get_first_tensor(grp.repack_ctx) != nullptr) {
-      grp.repack_buffer = ggml_backend_alloc_ctx_tensors_from_buft(grp.repack_ctx, repack_buffer_type(grp.backend));
+      grp.repack_buffer = ggml_backend_alloc_ctx_tensors_from_buft(grp.repack_ctx, grp.repack_buft);
       check(grp.repack_buffer != nullptr, ErrorCode::OutOfMemory, what);
       advise_huge_pages(grp.repack_buffer);
       ggml_backend_buffer_set_usage(grp.repack_buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);

@@ -45,6 +45,7 @@ class Weights {
   /** The tensors on one backend: plain ones, and those in its CPU_REPACK buffer. */
   struct Group {
     ggml_backend_t backend = nullptr;
+    ggml_backend_buffer_type_t repack_buft = nullptr;  // the backend's CPU_REPACK type, if any
     ggml_context* ctx = nullptr;
     ggml_context* repack_ctx = nullptr;
     ggml_backend_buffer_t buffer = nullptr;
