@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertModel, loadModel, VideoLlama3Error, VisionTokens, type Model } from '../lib/index';
 import { native } from '../lib/binding';
 import { makeTinyCheckpoint } from './helpers/checkpoint';
+import { relativeError } from './helpers/reference';
 
 const work = mkdtempSync(join(tmpdir(), 'vl3-generate-'));
 const IMAGE = join(__dirname, 'fixtures', 'images', 'chelsea_palette_226x150.png');
@@ -200,17 +201,6 @@ describe('large images', () => {
 
 const hasGpu = native().buildInfo.devices.some((d) => d.type === 'gpu');
 
-/** Largest |a - b| relative to the largest |b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return a.length === b.length ? num / den : Infinity;
-}
-
 describe('devices', () => {
   it('validates gpuLayers, which the CPU ignores', async () => {
     const dir = join(work, 'model');
@@ -238,7 +228,7 @@ describe('devices', () => {
         try {
           const got = await split.debugPrefill(prompt);
           expect(got.ids).toEqual(want.ids);
-          expect(relErr(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
+          expect(relativeError(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
           expect((await split.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
           const ac = new AbortController();
           const gen = split.generate(prompt, { maxTokens: 64, signal: ac.signal });
@@ -267,7 +257,7 @@ describe('devices', () => {
         if (gpuLayers !== 'all') expect(gpu.info.device.gpuLayers).toBe(gpuLayers);
         const got = await gpu.debugPrefill(prompt);
         expect(got.ids).toEqual(want.ids);
-        expect(relErr(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-3);
+        expect(relativeError(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-3);
         expect((await gpu.complete(prompt, { maxTokens: 8 })).tokens, `gpuLayers ${gpuLayers}`).toEqual(wantTokens);
       } finally {
         await gpu.dispose();
