@@ -37,8 +37,8 @@ Every measurement: 1 untimed warm-up, then --reps timed runs; "median" + all "re
   --device cuda            model and inputs on the GPU (torch.cuda.synchronize() before each timer stops).
 Prints one JSON object on stdout; peak_rss_mib from getrusage (whole process, incl. model build).
 """
-import argparse, json, resource, statistics, subprocess, sys, time
-from fractions import Fraction
+import argparse, json, resource, statistics, sys, time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -234,6 +234,8 @@ with torch.inference_mode():
     # 4) video_file
     res["video_file"] = None
     if args.video_file:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
+        from ffmpeg_frames import decode_video  # the fixtures' decoder (same ffmpeg CLI calls as lib/media/video.ts)
         from transformers import VideoLlama3VideoProcessor  # needs torchvision
         from transformers.video_utils import VideoMetadata
 
@@ -243,22 +245,10 @@ with torch.inference_mode():
                                           max_frames=args.video_max_frames, use_token_compression=True,
                                           do_sample_frames=True)
 
-        def decode_file(path):
-            probe = json.loads(subprocess.run(
-                ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                 "stream=width,height,avg_frame_rate,r_frame_rate", "-of", "json", path],
-                check=True, capture_output=True).stdout)["streams"][0]
-            w, h = int(probe["width"]), int(probe["height"])
-            rate = probe.get("avg_frame_rate", "0/0")
-            fps0 = float(Fraction(probe["r_frame_rate"] if rate in ("0/0", "") else rate))
-            raw = subprocess.run(["ffmpeg", "-v", "error", "-noautorotate", "-i", path, "-vsync", "passthrough",
-                                  "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
-            return np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3), fps0
-
         layout = {}
 
         def file_ttft():
-            frames, fps0 = decode_file(args.video_file)
+            frames, fps0, _ = decode_video(args.video_file)
             n, h, w = frames.shape[0], frames.shape[1], frames.shape[2]
             meta = VideoMetadata(total_num_frames=n, fps=fps0, duration=n / fps0, width=w, height=h)
             o = vproc(videos=[frames], video_metadata=[meta], return_metadata=True, return_tensors="pt")

@@ -30,9 +30,7 @@ import hashlib
 import json
 import math
 import shutil
-import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +57,8 @@ from transformers.image_utils import load_image  # noqa: E402
 from transformers.video_utils import VideoMetadata  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 from transformers.models.video_llama_3.image_processing_pil_video_llama_3 import smart_resize  # noqa: E402
+
+from ffmpeg_frames import decode_video  # noqa: E402  (this folder is on sys.path when run as a script)
 
 try:  # needs torchvision (see make_video_fixtures.py for the .venv-video setup)
     from transformers import VideoLlama3VideoProcessor  # noqa: E402
@@ -533,26 +533,6 @@ def video_processor_json(vp) -> dict:
         assert d.get(k) == want, (k, d.get(k))
     assert d["size"] == {"shortest_edge": VIDEO_MIN_PIXELS, "longest_edge": VIDEO_MAX_PIXELS}, d["size"]
     return {k: d[k] for k in sorted(d)}
-
-
-def decode_video(path: Path):
-    """Every frame as RGB24, with the same ffmpeg / ffprobe invocations as lib/media/video.ts."""
-    probe = json.loads(subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-         "stream=width,height,avg_frame_rate,r_frame_rate,nb_frames", "-of", "json", str(path)],
-        check=True, capture_output=True).stdout)["streams"][0]
-    w, h = int(probe["width"]), int(probe["height"])
-    rate = probe.get("avg_frame_rate", "0/0")
-    if rate in ("0/0", "", None):
-        rate = probe["r_frame_rate"]
-    fps0 = float(Fraction(rate))
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-noautorotate", "-i", str(path), "-vsync", "passthrough",
-                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
-    assert len(raw) % (w * h * 3) == 0
-    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3)
-    if probe.get("nb_frames", "").isdigit():
-        assert int(probe["nb_frames"]) == frames.shape[0], (probe["nb_frames"], frames.shape)
-    return frames, fps0, rate
 
 
 def render_video_prompt(text: str) -> str:
