@@ -243,6 +243,36 @@ describe('devices', () => {
     }
   });
 
+  it('q/k/v and gate/up fused at load (non-f32 models) give the unfused logits and tokens, plain and split', async () => {
+    // VL3_TEST_NO_FUSE keeps the five matrices separate, as f32 models (the parity path) always do.
+    const prompt = 'The quick brown fox';
+    for (const type of ['q8_0', 'f16'] as const) {
+      const dir = join(work, `fused-${type}`);
+      await convertModel({ input: join(work, 'hf'), output: dir, type });
+      process.env.VL3_TEST_NO_FUSE = '1';
+      const plain = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+      delete process.env.VL3_TEST_NO_FUSE;
+      const want = await plain.debugPrefill(prompt);
+      const wantTokens = (await plain.complete(prompt, { maxTokens: 8 })).tokens;
+      await plain.dispose();
+      process.env.VL3_TEST_SPLIT_CPU = '1';
+      try {
+        for (const gpuLayers of [undefined, 1]) {
+          const fused = await loadModel({ model: dir, threads: 2, device: 'cpu', gpuLayers });
+          try {
+            const got = await fused.debugPrefill(prompt);
+            expect(relativeError(got.logits, want.logits), `${type} gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
+            expect((await fused.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
+          } finally {
+            await fused.dispose();
+          }
+        }
+      } finally {
+        delete process.env.VL3_TEST_SPLIT_CPU;
+      }
+    }
+  });
+
   it.skipIf(!hasGpu)("with a GPU: 'auto' picks it, and all, some or no decoder layers on it give the CPU's logits and tokens", async () => {
     const dir = join(work, 'model');
     const cpu = await loadModel({ model: dir, threads: 2, device: 'cpu' });

@@ -139,4 +139,14 @@ VL3_GGUF_KEYS(VL3_GGUF_KEY_CONSTANT)
 #undef VL3_GGUF_KEY_CONSTANT
 }  // namespace key
 
+/**
+ * Tensors the decoder builds at load time from GGUF tensors of one layer (`{N}`), concatenated
+ * along their rows: one matmul for q/k/v and one for gate/up instead of five. Not in any file.
+ */
+namespace fused {
+inline constexpr const char* attn_qkv_weight = "blk.{N}.attn_qkv.weight";  // attn_q, attn_k, attn_v
+inline constexpr const char* attn_qkv_bias = "blk.{N}.attn_qkv.bias";      // their biases
+inline constexpr const char* ffn_gate_up = "blk.{N}.ffn_gate_up.weight";   // ffn_gate, ffn_up
+}  // namespace fused
+
 }  // namespace vl3::names

@@ -100,7 +100,24 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
     if (name.rfind("output", 0) == 0) return offloaded_ > 0 ? backend : cpu;  // output_norm, output
     return cpu;  // token_embd: rows are gathered on the CPU
   };
-  weights_ = std::make_unique<Weights>(file, place, std::initializer_list<const char*>{"token_embd.weight"});  // get_rows needs plain rows
+  // Non-f32 models load q/k/v and gate/up as one matrix each (fewer matmuls, activation
+  // quantizations and thread barriers per layer); f32 models keep the reference's separate ops.
+  const GgufTensorInfo* wq0 = file.find_tensor("blk.0.attn_q.weight");
+  const bool exact = wq0 != nullptr && wq0->type == GGML_TYPE_F32;
+  std::vector<Weights::Fusion> fusions;
+  auto layer_name = [](const char* pattern, int64_t il) {
+    std::string s = pattern;
+    return s.replace(s.find("{N}"), 3, std::to_string(il));
+  };
+  const bool fuse = !exact && std::getenv("VL3_TEST_NO_FUSE") == nullptr;  // test hook: the unfused graph
+  for (int64_t il = 0; fuse && il < hp_.n_layers; ++il) {
+    auto n = [il](const char* suffix) { return "blk." + std::to_string(il) + "." + suffix; };
+    fusions.push_back({layer_name(names::fused::attn_qkv_weight, il), {n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")}});
+    fusions.push_back({layer_name(names::fused::attn_qkv_bias, il), {n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias")}});
+    fusions.push_back({layer_name(names::fused::ffn_gate_up, il), {n("ffn_gate.weight"), n("ffn_up.weight")}});
+  }
+  weights_ = std::make_unique<Weights>(file, place, std::initializer_list<const char*>{"token_embd.weight"},  // get_rows needs plain rows
+                                       fusions);
   if (split) {
     ggml_backend_t backends[2] = {backend, cpu};
     const size_t n_nodes = 256 + 128 * static_cast<size_t>(hp_.n_layers);
@@ -112,8 +129,7 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
   check(emb != nullptr && emb->ne[0] == hp_.dim, ErrorCode::InvalidModel,
         format("%s: token_embd.weight is missing or not %lld wide", file.path().c_str(), static_cast<long long>(hp_.dim)));
   hp_.n_vocab = emb->ne[1];
-  const GgufTensorInfo* wq0 = file.find_tensor("blk.0.attn_q.weight");
-  kv_type_ = wq0 != nullptr && wq0->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+  kv_type_ = exact ? GGML_TYPE_F32 : GGML_TYPE_F16;
   const int64_t D = hp_.dim, F = hp_.ffn_dim, KV = hp_.head_dim() * hp_.n_kv_heads;
   tok_embd_ = w.get("token_embd.weight", {D, hp_.n_vocab});
   output_norm_ = w.get("output_norm.weight", {D}, true);
@@ -122,16 +138,31 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
     auto n = [i](const char* suffix) { return "blk." + std::to_string(i) + "." + suffix; };
     Layer L{};
     L.attn_norm = w.get(n("attn_norm.weight"), {D}, true);
-    L.wq = w.get(n("attn_q.weight"), {D, D});
-    L.bq = w.get(n("attn_q.bias"), {D}, true);
-    L.wk = w.get(n("attn_k.weight"), {D, KV});
-    L.bk = w.get(n("attn_k.bias"), {KV}, true);
-    L.wv = w.get(n("attn_v.weight"), {D, KV});
-    L.bv = w.get(n("attn_v.bias"), {KV}, true);
+    const std::string qkv = layer_name(names::fused::attn_qkv_weight, i);
+    const std::string qkv_b = layer_name(names::fused::attn_qkv_bias, i);
+    if (w.has(qkv)) {
+      L.wqkv = w.get(qkv, {D, D + 2 * KV});
+      check(w.has(qkv_b), ErrorCode::InvalidModel,
+            format("%s: blk.%lld.attn_q/k/v.bias are missing or of different types", file.path().c_str(),
+                   static_cast<long long>(i)));
+      L.bqkv = w.get(qkv_b, {D + 2 * KV}, true);
+    } else {
+      L.wq = w.get(n("attn_q.weight"), {D, D});
+      L.bq = w.get(n("attn_q.bias"), {D}, true);
+      L.wk = w.get(n("attn_k.weight"), {D, KV});
+      L.bk = w.get(n("attn_k.bias"), {KV}, true);
+      L.wv = w.get(n("attn_v.weight"), {D, KV});
+      L.bv = w.get(n("attn_v.bias"), {KV}, true);
+    }
     L.wo = w.get(n("attn_output.weight"), {D, D});
     L.ffn_norm = w.get(n("ffn_norm.weight"), {D}, true);
-    L.w_gate = w.get(n("ffn_gate.weight"), {D, F});
-    L.w_up = w.get(n("ffn_up.weight"), {D, F});
+    const std::string gate_up = layer_name(names::fused::ffn_gate_up, i);
+    if (w.has(gate_up)) {
+      L.w_gate_up = w.get(gate_up, {D, 2 * F});
+    } else {
+      L.w_gate = w.get(n("ffn_gate.weight"), {D, F});
+      L.w_up = w.get(n("ffn_up.weight"), {D, F});
+    }
     L.w_down = w.get(n("ffn_down.weight"), {F, D});
     layers_.push_back(L);
   }
@@ -197,13 +228,31 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     ggml_set_input(embd);
     x = embd;
   }
-  ggml_tensor* cos = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hd, 1, n);
-  ggml_tensor* sin = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hd, 1, n);
-  ggml_set_input(cos);
-  ggml_set_input(sin);
   // Flash attention straight on the f16 cache (as llama.cpp does on the CPU): no K/V copies and no
   // n_q x n_kv score matrix. f32 weights keep the exact softmax path and an f32 cache (parity).
   const bool flash = kv_type_ == GGML_TYPE_F16;
+  // RoPE: f32 models rotate with f32 tables computed exactly as the reference does (parity to 1e-4);
+  // the others use ggml's fused NeoX rope (one op instead of five per tensor: fewer passes over q/k
+  // and fewer thread barriers, which decode pays per op); its angles, built by repeated
+  // multiplication, are a few 1e-6 relative off the reference's.
+  const bool exact_rope = !flash;
+  ggml_tensor* cos = nullptr;
+  ggml_tensor* sin = nullptr;
+  ggml_tensor* pos = nullptr;
+  if (exact_rope) {
+    cos = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hd, 1, n);
+    sin = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hd, 1, n);
+    ggml_set_input(cos);
+    ggml_set_input(sin);
+  } else {
+    pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
+    ggml_set_input(pos);
+  }
+  auto rope = [&](ggml_tensor* t) {  // [hd, heads, n] -> same
+    if (exact_rope) return layers::rotary(ctx, t, cos, sin);
+    return ggml_rope_ext(ctx, t, pos, nullptr, static_cast<int>(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
+                         0.0f, 1.0f, 0.0f, 0.0f);
+  };
   ggml_tensor* mask = nullptr;
   if (n > 1) {
     mask = ggml_new_tensor_2d(ctx, flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, n);  // [n_kv, n_q]
@@ -213,11 +262,20 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   for (size_t il = 0; il < layers_.size(); ++il) {
     const Layer& W = layers_[il];
     ggml_tensor* h = layers::rms_norm(ctx, x, W.attn_norm, hp_.eps);
-    ggml_tensor* q = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wq, W.bq), hd, nh, n);   // [hd, nh, n]
-    ggml_tensor* k = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wk, W.bk), hd, nkv, n);  // [hd, nkv, n]
-    ggml_tensor* v = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wv, W.bv), hd, nkv, n);
-    q = layers::rotary(ctx, q, cos, sin);
-    k = layers::rotary(ctx, k, cos, sin);
+    ggml_tensor *q, *k, *v;
+    if (W.wqkv != nullptr) {
+      ggml_tensor* qkv = layers::linear(ctx, h, W.wqkv, W.bqkv);                              // [D + 2·KV, n]
+      const size_t es = ggml_element_size(qkv);
+      q = ggml_view_3d(ctx, qkv, hd, nh, n, hd * es, qkv->nb[1], 0);                           // [hd, nh, n]
+      k = ggml_view_3d(ctx, qkv, hd, nkv, n, hd * es, qkv->nb[1], D * es);                     // [hd, nkv, n]
+      v = ggml_view_3d(ctx, qkv, hd, nkv, n, hd * es, qkv->nb[1], (D + nkv * hd) * es);        // [hd, nkv, n]
+    } else {
+      q = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wq, W.bq), hd, nh, n);                // [hd, nh, n]
+      k = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wk, W.bk), hd, nkv, n);               // [hd, nkv, n]
+      v = ggml_reshape_3d(ctx, layers::linear(ctx, h, W.wv, W.bv), hd, nkv, n);
+    }
+    q = rope(q);
+    k = rope(k);
     // Append k, v at positions n_past.. of the cache, then attend over positions 0..L-1.
     ggml_tensor* kc = cache.k_[il];
     ggml_tensor* vc = cache.v_[il];
@@ -240,12 +298,19 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
       attn = layers::attention(ctx, q, k_all, v_t, mask, scale);                               // [hd, nh, n]
     }
     attn = ggml_reshape_2d(ctx, attn, D, n);                                                   // [D, n]
+    if (il + 1 == layers_.size() && !all_logits && n > 1) {
+      // Only the last position's logits are wanted and its K/V are cached: the last layer's output
+      // projection, residual and MLP need just that row (a 28-layer model skips ~3 % of the work).
+      attn = ggml_view_2d(ctx, attn, D, 1, attn->nb[1], (n - 1) * attn->nb[1]);               // [D, 1]
+      x = ggml_view_2d(ctx, x, D, 1, x->nb[1], (n - 1) * x->nb[1]);                           // [D, 1]
+    }
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, W.wo, attn));
     h = layers::rms_norm(ctx, x, W.ffn_norm, hp_.eps);
-    ggml_tensor* ffn = ggml_swiglu_split(ctx, ggml_mul_mat(ctx, W.w_gate, h), ggml_mul_mat(ctx, W.w_up, h));  // silu(g)·u
+    ggml_tensor* ffn = W.w_gate_up != nullptr
+                           ? ggml_swiglu(ctx, ggml_mul_mat(ctx, W.w_gate_up, h))  // [2F, n] -> silu(g)·u [F, n]
+                           : ggml_swiglu_split(ctx, ggml_mul_mat(ctx, W.w_gate, h), ggml_mul_mat(ctx, W.w_up, h));
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, W.w_down, ffn));                                    // [D, n]
   }
-  if (!all_logits && n > 1) x = ggml_view_2d(ctx, x, D, 1, x->nb[1], (n - 1) * x->nb[1]);   // last row
   x = layers::rms_norm(ctx, x, output_norm_, hp_.eps);
   ggml_tensor* logits = ggml_mul_mat(ctx, output_, x);                                         // [n_vocab, rows]
   ggml_set_output(logits);
@@ -259,19 +324,25 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   }
   if (ids != nullptr) ggml_backend_tensor_set(ids, in.ids, 0, ggml_nbytes(ids));
   if (embd != nullptr) ggml_backend_tensor_set(embd, in.embd, 0, ggml_nbytes(embd));
-  // RoPE tables in f32 exactly as the reference computes them: inv_freq = 1/θ^(2i/hd), angle = pos·inv_freq.
-  std::vector<float> cos_v(static_cast<size_t>(hd * n)), sin_v(static_cast<size_t>(hd * n));
-  for (int64_t i = 0; i < hd / 2; ++i) {
-    const float inv = 1.0f / std::pow(hp_.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
-    for (int64_t t = 0; t < n; ++t) {
-      const float a = static_cast<float>(n_past + t) * inv;
-      const size_t o = static_cast<size_t>(t * hd + i);
-      cos_v[o] = cos_v[o + static_cast<size_t>(hd / 2)] = std::cos(a);
-      sin_v[o] = sin_v[o + static_cast<size_t>(hd / 2)] = std::sin(a);
+  if (exact_rope) {
+    // RoPE tables in f32 exactly as the reference computes them: inv_freq = 1/θ^(2i/hd), angle = pos·inv_freq.
+    std::vector<float> cos_v(static_cast<size_t>(hd * n)), sin_v(static_cast<size_t>(hd * n));
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      const float inv = 1.0f / std::pow(hp_.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
+      for (int64_t t = 0; t < n; ++t) {
+        const float a = static_cast<float>(n_past + t) * inv;
+        const size_t o = static_cast<size_t>(t * hd + i);
+        cos_v[o] = cos_v[o + static_cast<size_t>(hd / 2)] = std::cos(a);
+        sin_v[o] = sin_v[o + static_cast<size_t>(hd / 2)] = std::sin(a);
+      }
     }
+    ggml_backend_tensor_set(cos, cos_v.data(), 0, ggml_nbytes(cos));
+    ggml_backend_tensor_set(sin, sin_v.data(), 0, ggml_nbytes(sin));
+  } else {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) p[static_cast<size_t>(t)] = static_cast<int32_t>(n_past + t);
+    ggml_backend_tensor_set(pos, p.data(), 0, ggml_nbytes(pos));
   }
-  ggml_backend_tensor_set(cos, cos_v.data(), 0, ggml_nbytes(cos));
-  ggml_backend_tensor_set(sin, sin_v.data(), 0, ggml_nbytes(sin));
   if (mask != nullptr) {
     std::vector<float> m(static_cast<size_t>(L * n));
     const float neg_inf = -std::numeric_limits<float>::infinity();

@@ -99,6 +99,7 @@ class Qwen2Model {
  private:
   struct Layer {
     ggml_tensor *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *ffn_norm, *w_gate, *w_up, *w_down;
+    ggml_tensor *wqkv, *bqkv, *w_gate_up;  // fused at load (non-f32 models), else null
   };
   std::vector<float> forward_chunk(KvCache& cache, const DecoderInput& in, bool all_logits, ggml_gallocr_t alloc,
                                    int threads, const std::atomic<bool>* abort_flag) const;

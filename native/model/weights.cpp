@@ -57,31 +57,77 @@ bool repackable(const GgufTensorInfo& info) {
   return (info.type == GGML_TYPE_Q4_0 || info.type == GGML_TYPE_Q4_K) && ggml_cpu_has_avx2();
 }
 
+/** The parts of `f` in file order, or empty when they cannot be fused (missing, mixed types or widths). */
+std::vector<const GgufTensorInfo*> fusible_parts(GgufFile& file, const Weights::Fusion& f,
+                                                 const Weights::Placement& place) {
+  std::vector<const GgufTensorInfo*> parts;
+  for (const std::string& name : f.parts) {
+    const GgufTensorInfo* info = file.find_tensor(name);
+    if (info == nullptr || info->n_dims < 1 || info->n_dims > 2) return {};
+    if (!parts.empty()) {
+      const GgufTensorInfo& first = *parts.front();
+      if (info->type != first.type || info->n_dims != first.n_dims || (info->n_dims == 2 && info->ne[0] != first.ne[0]) ||
+          place(name) != place(first.name)) {
+        return {};
+      }
+    }
+    parts.push_back(info);
+  }
+  return parts;
+}
+
 }  // namespace
 
 Weights::Weights(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack)
     : Weights(file, [backend](const std::string&) { return backend; }, no_repack) {}
 
-Weights::Weights(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack)
+Weights::Weights(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack,
+                 const std::vector<Fusion>& fusions)
     : path_(file.path()) {
   try {
-    load(file, place, no_repack);
+    load(file, place, no_repack, fusions);
   } catch (...) {
     release();
     throw;
   }
 }
 
-void Weights::load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack) {
-  const auto& infos = file.tensors();
+void Weights::load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack,
+                   const std::vector<Fusion>& fusions) {
+  // Loaded tensors: the file's own, except fused parts, which become one synthetic tensor each.
+  struct Loaded {
+    GgufTensorInfo info;                       // the fused tensor's shape for a fusion
+    std::vector<const GgufTensorInfo*> parts;  // empty: info is the file's tensor
+  };
+  std::vector<Loaded> loads;
+  std::set<std::string> fused_part;
+  for (const Fusion& f : fusions) {
+    std::vector<const GgufTensorInfo*> parts = fusible_parts(file, f, place);
+    if (parts.empty()) continue;
+    Loaded l{*parts.front(), parts};
+    l.info.name = f.name;
+    const int last = l.info.n_dims - 1;  // concatenated dimension
+    l.info.ne[last] = 0;
+    l.info.nbytes = 0;
+    for (const GgufTensorInfo* p : parts) {
+      l.info.ne[last] += p->ne[last];
+      l.info.nbytes += p->nbytes;
+      fused_part.insert(p->name);
+    }
+    loads.push_back(l);
+  }
+  for (const auto& info : file.tensors()) {
+    if (fused_part.count(info.name) == 0) loads.push_back(Loaded{info, {}});
+  }
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
-  ggml_init_params ip{ggml_tensor_overhead() * (infos.size() + 1), nullptr, /*no_alloc=*/true};
+  ggml_init_params ip{ggml_tensor_overhead() * (loads.size() + 1), nullptr, /*no_alloc=*/true};
   std::map<std::string, bool> repacked;  // name -> in a repack buffer
   std::map<std::string, size_t> group_of;
-  for (const auto& info : infos) {
+  for (const Loaded& l : loads) {
+    const GgufTensorInfo& info = l.info;
     check(info.name.size() < GGML_MAX_NAME, ErrorCode::InvalidModel,
           format("%s: tensor name %s is too long", path_.c_str(), info.name.c_str()));
-    ggml_backend_t backend = place(info.name);
+    ggml_backend_t backend = place(l.parts.empty() ? info.name : l.parts.front()->name);
     size_t g = 0;
     while (g < groups_.size() && groups_[g].backend != backend) ++g;
     if (g == groups_.size()) {
@@ -115,16 +161,27 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     }
   }
   std::vector<uint8_t> staging;
-  for (const auto& info : infos) {
+  for (const Loaded& l : loads) {
+    const GgufTensorInfo& info = l.info;
     ggml_tensor* t = tensors_[info.name];
     const Group& grp = groups_[group_of[info.name]];
-    if (!repacked[info.name] && ggml_backend_buffer_is_host(grp.buffer)) {
-      file.read_raw(info, t->data);  // straight into place
-    } else {
-      staging.resize(info.nbytes);  // device memory, or a repack buffer that rewrites the layout as it copies
-      file.read_raw(info, staging.data());
-      ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
+    const bool direct = !repacked[info.name] && ggml_backend_buffer_is_host(grp.buffer);
+    // Straight into place on the host; else through staging (device memory, or a repack buffer
+    // that rewrites the layout as it copies, which needs the whole tensor at once).
+    uint8_t* dst = direct ? static_cast<uint8_t*>(t->data) : nullptr;
+    if (!direct) {
+      staging.resize(info.nbytes);
+      dst = staging.data();
     }
+    if (l.parts.empty()) {
+      file.read_raw(info, dst);
+    } else {
+      for (const GgufTensorInfo* p : l.parts) {
+        file.read_raw(*p, dst);
+        dst += p->nbytes;
+      }
+    }
+    if (!direct) ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
   }
 }
 

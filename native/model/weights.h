@@ -27,8 +27,19 @@ class Weights {
 
   /** Which backend holds a tensor, by name (split models: some layers on the GPU, the rest on the CPU). */
   using Placement = std::function<ggml_backend_t(const std::string& name)>;
-  /** As above, each tensor in the buffers of `place(name)`. */
-  Weights(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack = {});
+  /**
+   * Tensors loaded as one: `parts` laid end to end along their last dimension (rows of matrices,
+   * elements of vectors) under the new name `name`, so one matmul replaces several. Applied only
+   * when every part exists with the same type, width and backend; otherwise the parts stay separate
+   * (check with has(name)).
+   */
+  struct Fusion {
+    std::string name;
+    std::vector<std::string> parts;
+  };
+  /** As above, each tensor in the buffers of `place(name)`, with `fusions` applied. */
+  Weights(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack = {},
+          const std::vector<Fusion>& fusions = {});
   ~Weights();
   Weights(const Weights&) = delete;
   Weights& operator=(const Weights&) = delete;
@@ -51,7 +62,8 @@ class Weights {
     ggml_backend_buffer_t buffer = nullptr;
     ggml_backend_buffer_t repack_buffer = nullptr;
   };
-  void load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack);
+  void load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack,
+            const std::vector<Fusion>& fusions);
   void release();
 
   std::string path_;
