@@ -19,7 +19,7 @@ let seed = 12345;
 const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 151643;
 
 const t0 = performance.now();
-const ppRates = [], tgRates = [];
+const ppRates = [], tgRates = [], ppCpu = []; // ppCpu: busy cores during prefill (process CPU time / wall time)
 let extra = {};
 if (engine === 'ours') {
   const { native } = require(join(root, 'dist', 'binding.js'));
@@ -31,8 +31,10 @@ if (engine === 'ours') {
     let s = nm.createSession(pp + 8);
     const toks = Int32Array.from({ length: pp }, rnd);
     let t = performance.now();
+    let cpu = process.cpuUsage();
     await s.evaluate([{ ids: toks }]);
     const ppS = (performance.now() - t) / 1000;
+    cpu = process.cpuUsage(cpu);
     s = nm.createSession(tg + 8);
     await s.evaluate([{ ids: [rnd()] }]);
     t = performance.now();
@@ -41,6 +43,7 @@ if (engine === 'ours') {
     if (r > 0) {
       ppRates.push(pp / ppS);
       tgRates.push(tg / tgS);
+      ppCpu.push((cpu.user + cpu.system) / 1e6 / ppS);
     }
   }
   extra.loadS = loadS;
@@ -57,8 +60,10 @@ if (engine === 'ours') {
     const toks = Array.from({ length: pp }, rnd);
     await seq.clearHistory();
     let t = performance.now();
+    let cpu = process.cpuUsage();
     await seq.evaluateWithoutGeneratingNewTokens(toks);
     const ppS = (performance.now() - t) / 1000;
+    cpu = process.cpuUsage(cpu);
     await seq.clearHistory();
     let n = 0;
     t = performance.now();
@@ -67,6 +72,7 @@ if (engine === 'ours') {
     if (r > 0) {
       ppRates.push(pp / ppS);
       tgRates.push(tg / tgS);
+      ppCpu.push((cpu.user + cpu.system) / 1e6 / ppS);
     }
   }
   await ctx.dispose();
@@ -82,6 +88,7 @@ process.stdout.write(
     engine, target, threads, pp, tg, reps,
     pp_tps: ppRates.map(round), pp_tps_median: round(median(ppRates)),
     tg_tps: tgRates.map(round), tg_tps_median: round(median(tgRates)),
+    pp_busy_cores: ppCpu.map(round),
     maxRSS_MiB: Math.round(process.resourceUsage().maxRSS / 1024),
     ...extra,
   })}\n`,
