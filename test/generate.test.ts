@@ -1,6 +1,6 @@
 // The TypeScript API under load and abuse: streaming, cancellation, aborts, concurrency,
 // event-loop responsiveness, and typed errors that leave the model serving.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,7 +245,10 @@ describe('devices', () => {
 
   it('q/k/v and gate/up fused at load (non-f32 models, where types agree) give the unfused logits and tokens, plain and split', async () => {
     // VL3_TEST_NO_FUSE keeps the five matrices separate, as f32 models (the parity path) always do.
+    // Fusion applies to copied weights only (CPU weights are used in place in the mapped file), so
+    // VL3_NO_MMAP makes the CPU copy them here.
     const prompt = 'The quick brown fox';
+    process.env.VL3_NO_MMAP = '1';
     // q4_k_m: on this 64-wide model layer 0 has a q8_0 attn_v beside q5_0 q/k (not fused), layer 1 fuses.
     for (const type of ['q8_0', 'f16', 'q4_k_m'] as const) {
       const dir = join(work, `fused-${type}`);
@@ -270,6 +273,36 @@ describe('devices', () => {
         }
       } finally {
         delete process.env.VL3_TEST_SPLIT_CPU;
+      }
+    }
+    delete process.env.VL3_NO_MMAP;
+  });
+
+  it('weights used in place in the mapped file give the logits and tokens of weights read into memory', async () => {
+    const prompt = 'The quick brown fox';
+    const mappedFiles = () => (process.platform === 'linux' ? readFileSync('/proc/self/maps', 'utf8') : '');
+    // 256 wide, q4_k_m gives q4_K matrices (repacked, so copied, so fused: gate/up, and q/k/v in the
+    // layer whose attn_v is not 6-bit) beside mapped q6_K/f32 tensors in one model.
+    const wide = join(work, 'hf256');
+    makeTinyCheckpoint(wide, { layout: 'video_llama_3', tied: true, dtype: 'F32', values: 'normal', text: { layers: 2, hidden: 256, intermediate: 512 } });
+    for (const [type, src] of [['f32', join(work, 'hf')], ['q8_0', join(work, 'hf')], ['q4_k_m', wide]] as const) {
+      const dir = join(work, `mapped-${type}`);
+      await convertModel({ input: src, output: dir, type });
+      process.env.VL3_NO_MMAP = '1';
+      const read = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+      delete process.env.VL3_NO_MMAP;
+      expect(mappedFiles()).not.toContain(join(dir, 'llm.gguf'));
+      const want = await read.debugPrefill(prompt);
+      const wantTokens = (await read.complete(prompt, { maxTokens: 8 })).tokens;
+      await read.dispose();
+      const mapped = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+      if (process.platform === 'linux') expect(mappedFiles()).toContain(join(dir, 'llm.gguf'));
+      try {
+        const got = await mapped.debugPrefill(prompt);
+        expect(relativeError(got.logits, want.logits), type).toBeLessThanOrEqual(1e-5);
+        expect((await mapped.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
+      } finally {
+        await mapped.dispose();
       }
     }
   });

@@ -1,6 +1,7 @@
 #include "common/file_io.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -10,6 +11,9 @@
 #define vl3_fseek _fseeki64
 #define vl3_ftell _ftelli64
 #else
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #define vl3_fseek fseeko
 #define vl3_ftell ftello
@@ -31,6 +35,32 @@ InputFile::InputFile(const std::string& path) : path_(path) {
 
 InputFile::~InputFile() {
   if (f_ != nullptr) std::fclose(f_);
+}
+
+std::unique_ptr<MappedFile> MappedFile::open(const std::string& path) {
+#if defined(_WIN32)
+  (void)path;
+  return nullptr;
+#else
+  if (std::getenv("VL3_NO_MMAP") != nullptr) return nullptr;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  struct stat st {};
+  void* p = MAP_FAILED;
+  if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+  }
+  ::close(fd);  // the mapping keeps the file referenced
+  if (p == MAP_FAILED) return nullptr;
+  posix_madvise(p, static_cast<size_t>(st.st_size), POSIX_MADV_WILLNEED);  // start reading ahead
+  return std::unique_ptr<MappedFile>(new MappedFile(static_cast<const uint8_t*>(p), static_cast<uint64_t>(st.st_size)));
+#endif
+}
+
+MappedFile::~MappedFile() {
+#if !defined(_WIN32)
+  munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
+#endif
 }
 
 void InputFile::read_at(uint64_t offset, void* dst, uint64_t n, const std::string& what) {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 namespace vl3 {
@@ -24,6 +25,28 @@ class InputFile {
   std::string path_;
   std::FILE* f_ = nullptr;
   uint64_t size_ = 0;
+};
+
+/**
+ * A whole file mapped read-only into memory (POSIX mmap): its pages are the page cache's, shared
+ * with other processes and read in on first touch. open() returns null where mapping is unavailable
+ * (Windows, a failed mmap, VL3_NO_MMAP set); callers then read the file instead. The file must not be
+ * truncated while mapped (the kernel would signal SIGBUS on access), as with any mmap-based loader.
+ */
+class MappedFile {
+ public:
+  static std::unique_ptr<MappedFile> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  MappedFile(const uint8_t* data, uint64_t size) : data_(data), size_(size) {}
+  const uint8_t* data_;
+  uint64_t size_;
 };
 
 /** A file written under a temporary name and renamed into place by commit(); removed otherwise. */

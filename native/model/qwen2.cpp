@@ -123,8 +123,9 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
     const std::vector<std::string> qkv = {n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")};
     const std::vector<std::string> qkv_b = {n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias")};
     if (same_type(qkv) && same_type(qkv_b)) {  // the biases fuse exactly when the weights do
-      fusions.push_back({layer_name(names::fused::attn_qkv_weight, il), qkv});
-      fusions.push_back({layer_name(names::fused::attn_qkv_bias, il), qkv_b});
+      const std::string w = layer_name(names::fused::attn_qkv_weight, il);
+      fusions.push_back({w, qkv});
+      fusions.push_back({layer_name(names::fused::attn_qkv_bias, il), qkv_b, w});
     }
     fusions.push_back({layer_name(names::fused::ffn_gate_up, il), {n("ffn_gate.weight"), n("ffn_up.weight")}});
   }

@@ -99,11 +99,23 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     GgufTensorInfo info;                       // the fused tensor's shape for a fusion
     std::vector<const GgufTensorInfo*> parts;  // empty: info is the file's tensor
   };
+  const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
+  auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
+    return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
+  };
+  // CPU tensors that keep the file's layout are used in place in the mapped file.
+  map_ = MappedFile::open(path_);
+  auto mappable = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
+    ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+    return map_ != nullptr && dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU &&
+           !will_repack(info, backend) && info.offset % 32 == 0 && info.offset <= map_->size() &&
+           info.nbytes <= map_->size() - info.offset;
+  };
   std::vector<Loaded> loads;
-  std::set<std::string> fused_part;
+  std::set<std::string> fused_part, applied;
   for (const Fusion& f : fusions) {
     std::vector<const GgufTensorInfo*> parts = fusible_parts(file, f, place);
-    if (parts.empty()) continue;
+    if (parts.empty() || (!f.follows.empty() && applied.count(f.follows) == 0)) continue;
     Loaded l{*parts.front(), parts};
     l.info.name = f.name;
     const int last = l.info.n_dims - 1;  // concatenated dimension
@@ -112,37 +124,44 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     for (const GgufTensorInfo* p : parts) {
       l.info.ne[last] += p->ne[last];
       l.info.nbytes += p->nbytes;
-      fused_part.insert(p->name);
     }
+    const ggml_backend_t backend = place(parts.front()->name);
+    const bool mapped_parts = mappable(*parts.front(), backend) && !will_repack(l.info, backend);
+    if (f.follows.empty() && mapped_parts) continue;  // the parts stay in place in the mapped file
+    for (const GgufTensorInfo* p : parts) fused_part.insert(p->name);
+    applied.insert(f.name);
     loads.push_back(l);
   }
   for (const auto& info : file.tensors()) {
     if (fused_part.count(info.name) == 0) loads.push_back(Loaded{info, {}});
   }
-  const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
   ggml_init_params ip{ggml_tensor_overhead() * (loads.size() + 1), nullptr, /*no_alloc=*/true};
   std::map<std::string, bool> repacked;  // name -> in a repack buffer
+  std::map<std::string, bool> mapped;    // name -> used in place in map_
   std::map<std::string, size_t> group_of;
   for (const Loaded& l : loads) {
     const GgufTensorInfo& info = l.info;
     check(info.name.size() < GGML_MAX_NAME, ErrorCode::InvalidModel,
           format("%s: tensor name %s is too long", path_.c_str(), info.name.c_str()));
-    ggml_backend_t backend = place(l.parts.empty() ? info.name : l.parts.front()->name);
+    const ggml_backend_t backend = place(l.parts.empty() ? info.name : l.parts.front()->name);
     size_t g = 0;
     while (g < groups_.size() && groups_[g].backend != backend) ++g;
     if (g == groups_.size()) {
-      groups_.push_back(Group{backend, repack_buffer_type(backend), ggml_init(ip), ggml_init(ip), nullptr, nullptr});
-      check(groups_[g].ctx != nullptr && groups_[g].repack_ctx != nullptr, ErrorCode::OutOfMemory,
-            "Cannot allocate the weight table");
+      groups_.push_back(Group{backend, repack_buffer_type(backend), ggml_init(ip), ggml_init(ip), ggml_init(ip),
+                              nullptr, nullptr, nullptr});
+      check(groups_[g].ctx != nullptr && groups_[g].repack_ctx != nullptr && groups_[g].map_ctx != nullptr,
+            ErrorCode::OutOfMemory, "Cannot allocate the weight table");
     }
-    const bool repack = groups_[g].repack_buft != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
-    ggml_tensor* t = ggml_new_tensor(repack ? groups_[g].repack_ctx : groups_[g].ctx, info.type,
-                                     std::max(1, info.n_dims), info.ne);
+    const bool repack = will_repack(info, backend);
+    const bool in_place = l.parts.empty() && mappable(info, backend);
+    ggml_tensor* t = ggml_new_tensor(in_place ? groups_[g].map_ctx : repack ? groups_[g].repack_ctx : groups_[g].ctx,
+                                     info.type, std::max(1, info.n_dims), info.ne);
     ggml_set_name(t, info.name.c_str());
     check(ggml_nbytes(t) == info.nbytes, ErrorCode::InvalidModel,
           format("%s: tensor %s size does not match its shape", path_.c_str(), info.name.c_str()));
     tensors_[info.name] = t;
     repacked[info.name] = repack;
+    mapped[info.name] = in_place;
     group_of[info.name] = g;
   }
   const std::string what = format("Cannot allocate memory for the weights of %s", path_.c_str());
@@ -159,12 +178,24 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       advise_huge_pages(grp.repack_buffer);
       ggml_backend_buffer_set_usage(grp.repack_buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     }
+    if (ggml_get_first_tensor(grp.map_ctx) != nullptr) {
+      grp.map_buffer = ggml_backend_cpu_buffer_from_ptr(const_cast<uint8_t*>(map_->data()), map_->size());
+      check(grp.map_buffer != nullptr, ErrorCode::OutOfMemory, what);
+      ggml_backend_buffer_set_usage(grp.map_buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    }
   }
   std::vector<uint8_t> staging;
   for (const Loaded& l : loads) {
     const GgufTensorInfo& info = l.info;
     ggml_tensor* t = tensors_[info.name];
     const Group& grp = groups_[group_of[info.name]];
+    if (mapped[info.name]) {  // bounds checked by mappable()
+      check(ggml_backend_tensor_alloc(grp.map_buffer, t, const_cast<uint8_t*>(map_->data()) + info.offset) ==
+                GGML_STATUS_SUCCESS,
+            ErrorCode::InvalidModel, format("%s: cannot place tensor %s", path_.c_str(), info.name.c_str()));
+      mapped_bytes_ += info.nbytes;
+      continue;
+    }
     const bool direct = !repacked[info.name] && ggml_backend_buffer_is_host(grp.buffer);
     // Straight into place on the host; else through staging (device memory, or a repack buffer
     // that rewrites the layout as it copies, which needs the whole tensor at once).
@@ -183,18 +214,23 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     }
     if (!direct) ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
   }
+  if (mapped_bytes_ == 0) map_.reset();
 }
 
 Weights::~Weights() { release(); }
 
 void Weights::release() {
   for (Group& g : groups_) {
+    if (g.map_buffer != nullptr) ggml_backend_buffer_free(g.map_buffer);
+    if (g.map_ctx != nullptr) ggml_free(g.map_ctx);
     if (g.repack_buffer != nullptr) ggml_backend_buffer_free(g.repack_buffer);
     if (g.buffer != nullptr) ggml_backend_buffer_free(g.buffer);
     if (g.repack_ctx != nullptr) ggml_free(g.repack_ctx);
     if (g.ctx != nullptr) ggml_free(g.ctx);
   }
   groups_.clear();
+  map_.reset();  // after the buffers that point into it
+  mapped_bytes_ = 0;
 }
 
 ggml_tensor* Weights::get(const std::string& name, std::initializer_list<int64_t> ne, bool f32_only) const {
@@ -218,7 +254,7 @@ ggml_tensor* Weights::get(const std::string& name, std::initializer_list<int64_t
 }
 
 size_t Weights::bytes() const {
-  size_t n = 0;
+  size_t n = mapped_bytes_;
   for (const Group& g : groups_) {
     n += (g.buffer != nullptr ? ggml_backend_buffer_get_size(g.buffer) : 0) +
          (g.repack_buffer != nullptr ? ggml_backend_buffer_get_size(g.repack_buffer) : 0);

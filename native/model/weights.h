@@ -6,11 +6,13 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "ggml-backend.h"
 #include "ggml.h"
+#include "common/file_io.h"
 #include "model/gguf_file.h"
 
 namespace vl3 {
@@ -21,7 +23,9 @@ class Weights {
    * Loads all tensors of `file` into buffers of `backend`. On the CPU, matrices whose type has
    * an interleaved ("repacked") matmul kernel for this CPU go into ggml's CPU_REPACK buffer (the
    * layout llama.cpp uses); `no_repack` names tensors that must keep the plain layout (rows read
-   * by get_rows). Throws vl3::Error.
+   * by get_rows). The other CPU tensors are used in place in the memory-mapped file (no copy, pages
+   * shared through the page cache); elsewhere, or where mapping fails, tensors are read into
+   * backend memory. Throws vl3::Error.
    */
   Weights(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack = {});
 
@@ -30,12 +34,14 @@ class Weights {
   /**
    * Tensors loaded as one: `parts` laid end to end along their last dimension (rows of matrices,
    * elements of vectors) under the new name `name`, so one matmul replaces several. Applied only
-   * when every part exists with the same type, width and backend; otherwise the parts stay separate
-   * (check with has(name)).
+   * when every part exists with the same type, width and backend and the result is copied anyway
+   * (device memory, a repack buffer, no mapping): a copy would cost more load time and memory than
+   * the fused matmul saves. Otherwise the parts stay separate (check with has(name)).
    */
   struct Fusion {
     std::string name;
     std::vector<std::string> parts;
+    std::string follows = {};  // if set: applied exactly when this earlier fusion is (biases follow their weights)
   };
   /** As above, each tensor in the buffers of `place(name)`, with `fusions` applied. */
   Weights(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack = {},
@@ -53,20 +59,24 @@ class Weights {
   size_t bytes() const;
 
  private:
-  /** The tensors on one backend: plain ones, and those in its CPU_REPACK buffer. */
+  /** The tensors on one backend: copied ones, those in its CPU_REPACK buffer, and (CPU) mapped ones. */
   struct Group {
     ggml_backend_t backend = nullptr;
     ggml_backend_buffer_type_t repack_buft = nullptr;  // the backend's CPU_REPACK type, if any
     ggml_context* ctx = nullptr;
     ggml_context* repack_ctx = nullptr;
+    ggml_context* map_ctx = nullptr;
     ggml_backend_buffer_t buffer = nullptr;
     ggml_backend_buffer_t repack_buffer = nullptr;
+    ggml_backend_buffer_t map_buffer = nullptr;  // over map_: tensors used in place in the file
   };
   void load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack,
             const std::vector<Fusion>& fusions);
   void release();
 
   std::string path_;
+  std::unique_ptr<MappedFile> map_;  // the GGUF file, when mapped
+  size_t mapped_bytes_ = 0;
   std::vector<Group> groups_;
   std::map<std::string, ggml_tensor*> tensors_;
 };
