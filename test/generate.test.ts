@@ -249,33 +249,36 @@ describe('devices', () => {
     // VL3_NO_MMAP makes the CPU copy them here.
     const prompt = 'The quick brown fox';
     process.env.VL3_NO_MMAP = '1';
-    // q4_k_m: on this 64-wide model layer 0 has a q8_0 attn_v beside q5_0 q/k (not fused), layer 1 fuses.
-    for (const type of ['q8_0', 'f16', 'q4_k_m'] as const) {
-      const dir = join(work, `fused-${type}`);
-      await convertModel({ input: join(work, 'hf'), output: dir, type });
-      process.env.VL3_TEST_NO_FUSE = '1';
-      const plain = await loadModel({ model: dir, threads: 2, device: 'cpu' });
-      delete process.env.VL3_TEST_NO_FUSE;
-      const want = await plain.debugPrefill(prompt);
-      const wantTokens = (await plain.complete(prompt, { maxTokens: 8 })).tokens;
-      await plain.dispose();
-      process.env.VL3_TEST_SPLIT_CPU = '1';
-      try {
-        for (const gpuLayers of [undefined, 1]) {
-          const fused = await loadModel({ model: dir, threads: 2, device: 'cpu', gpuLayers });
-          try {
-            const got = await fused.debugPrefill(prompt);
-            expect(relativeError(got.logits, want.logits), `${type} gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
-            expect((await fused.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
-          } finally {
-            await fused.dispose();
+    try {
+      // q4_k_m: on this 64-wide model layer 0 has a q8_0 attn_v beside q5_0 q/k (not fused), layer 1 fuses.
+      for (const type of ['q8_0', 'f16', 'q4_k_m'] as const) {
+        const dir = join(work, `fused-${type}`);
+        await convertModel({ input: join(work, 'hf'), output: dir, type });
+        process.env.VL3_TEST_NO_FUSE = '1';
+        const plain = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+        delete process.env.VL3_TEST_NO_FUSE;
+        const want = await plain.debugPrefill(prompt);
+        const wantTokens = (await plain.complete(prompt, { maxTokens: 8 })).tokens;
+        await plain.dispose();
+        process.env.VL3_TEST_SPLIT_CPU = '1';
+        try {
+          for (const gpuLayers of [undefined, 1]) {
+            const fused = await loadModel({ model: dir, threads: 2, device: 'cpu', gpuLayers });
+            try {
+              const got = await fused.debugPrefill(prompt);
+              expect(relativeError(got.logits, want.logits), `${type} gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
+              expect((await fused.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
+            } finally {
+              await fused.dispose();
+            }
           }
+        } finally {
+          delete process.env.VL3_TEST_SPLIT_CPU;
         }
-      } finally {
-        delete process.env.VL3_TEST_SPLIT_CPU;
       }
+    } finally {
+      delete process.env.VL3_NO_MMAP;
     }
-    delete process.env.VL3_NO_MMAP;
   });
 
   it('weights used in place in the mapped file give the logits and tokens of weights read into memory', async () => {
