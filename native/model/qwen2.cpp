@@ -110,23 +110,15 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
     return s.replace(s.find("{N}"), 3, std::to_string(il));
   };
   const bool fuse = !exact && std::getenv("VL3_TEST_NO_FUSE") == nullptr;  // test hook: the unfused graph
-  auto same_type = [&file](const std::vector<std::string>& parts) {  // q4_k_m gives some layers a 6-bit attn_v
-    const GgufTensorInfo* first = file.find_tensor(parts.front());
-    for (const std::string& p : parts) {
-      const GgufTensorInfo* t = file.find_tensor(p);
-      if (first == nullptr || t == nullptr || t->type != first->type) return false;
-    }
-    return true;
-  };
   for (int64_t il = 0; fuse && il < hp_.n_layers; ++il) {
     auto n = [il](const char* suffix) { return "blk." + std::to_string(il) + "." + suffix; };
     const std::vector<std::string> qkv = {n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")};
     const std::vector<std::string> qkv_b = {n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias")};
-    if (same_type(qkv) && same_type(qkv_b)) {  // the biases fuse exactly when the weights do
-      const std::string w = layer_name(names::fused::attn_qkv_weight, il);
-      fusions.push_back({w, qkv});
-      fusions.push_back({layer_name(names::fused::attn_qkv_bias, il), qkv_b, w});
-    }
+    // Weights skips a fusion whose parts differ in type (q4_k_m gives some layers a 6-bit attn_v);
+    // the biases follow their weights.
+    const std::string w = layer_name(names::fused::attn_qkv_weight, il);
+    fusions.push_back({w, qkv});
+    fusions.push_back({layer_name(names::fused::attn_qkv_bias, il), qkv_b, w});
     fusions.push_back({layer_name(names::fused::ffn_gate_up, il), {n("ffn_gate.weight"), n("ffn_up.weight")}});
   }
   weights_ = std::make_unique<Weights>(file, place, std::initializer_list<const char*>{"token_embd.weight"},  // get_rows needs plain rows
