@@ -98,6 +98,9 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
   struct Loaded {
     GgufTensorInfo info;                       // the fused tensor's shape for a fusion
     std::vector<const GgufTensorInfo*> parts;  // empty: info is the file's tensor
+    size_t group = 0;                          // index in groups_
+    bool repacked = false;                     // in the group's repack buffer
+    bool mapped = false;                       // used in place in map_
   };
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
   auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
@@ -136,10 +139,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     if (fused_part.count(info.name) == 0) loads.push_back(Loaded{info, {}});
   }
   ggml_init_params ip{ggml_tensor_overhead() * (loads.size() + 1), nullptr, /*no_alloc=*/true};
-  std::map<std::string, bool> repacked;  // name -> in a repack buffer
-  std::map<std::string, bool> mapped;    // name -> used in place in map_
-  std::map<std::string, size_t> group_of;
-  for (const Loaded& l : loads) {
+  for (Loaded& l : loads) {
     const GgufTensorInfo& info = l.info;
     check(info.name.size() < GGML_MAX_NAME, ErrorCode::InvalidModel,
           format("%s: tensor name %s is too long", path_.c_str(), info.name.c_str()));
@@ -152,17 +152,15 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       check(groups_[g].ctx != nullptr && groups_[g].repack_ctx != nullptr && groups_[g].map_ctx != nullptr,
             ErrorCode::OutOfMemory, "Cannot allocate the weight table");
     }
-    const bool repack = will_repack(info, backend);
-    const bool in_place = l.parts.empty() && mappable(info, backend);
-    ggml_tensor* t = ggml_new_tensor(in_place ? groups_[g].map_ctx : repack ? groups_[g].repack_ctx : groups_[g].ctx,
+    l.group = g;
+    l.repacked = will_repack(info, backend);
+    l.mapped = l.parts.empty() && mappable(info, backend);
+    ggml_tensor* t = ggml_new_tensor(l.mapped ? groups_[g].map_ctx : l.repacked ? groups_[g].repack_ctx : groups_[g].ctx,
                                      info.type, std::max(1, info.n_dims), info.ne);
     ggml_set_name(t, info.name.c_str());
     check(ggml_nbytes(t) == info.nbytes, ErrorCode::InvalidModel,
           format("%s: tensor %s size does not match its shape", path_.c_str(), info.name.c_str()));
     tensors_[info.name] = t;
-    repacked[info.name] = repack;
-    mapped[info.name] = in_place;
-    group_of[info.name] = g;
   }
   const std::string what = format("Cannot allocate memory for the weights of %s", path_.c_str());
   for (Group& grp : groups_) {
@@ -188,15 +186,15 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
   for (const Loaded& l : loads) {
     const GgufTensorInfo& info = l.info;
     ggml_tensor* t = tensors_[info.name];
-    const Group& grp = groups_[group_of[info.name]];
-    if (mapped[info.name]) {  // bounds checked by mappable()
+    const Group& grp = groups_[l.group];
+    if (l.mapped) {  // bounds checked by mappable()
       check(ggml_backend_tensor_alloc(grp.map_buffer, t, const_cast<uint8_t*>(map_->data()) + info.offset) ==
                 GGML_STATUS_SUCCESS,
             ErrorCode::InvalidModel, format("%s: cannot place tensor %s", path_.c_str(), info.name.c_str()));
       mapped_bytes_ += info.nbytes;
       continue;
     }
-    const bool direct = !repacked[info.name] && ggml_backend_buffer_is_host(grp.buffer);
+    const bool direct = !l.repacked && ggml_backend_buffer_is_host(grp.buffer);
     // Straight into place on the host; else through staging (device memory, or a repack buffer
     // that rewrites the layout as it copies, which needs the whole tensor at once).
     uint8_t* dst = direct ? static_cast<uint8_t*>(t->data) : nullptr;
