@@ -226,6 +226,14 @@ export interface NativeBinding {
       opts: { patchSize: number; mergeSize: number; threshold: number; mean: number[]; std: number[]; device: NativeKernelDevice },
     ): Promise<Uint8Array>;
     mergeTokens(x: Float32Array, rows: number, dim: number, merge: number, opts?: { device: NativeKernelDevice }): Promise<Float32Array>;
+    /** Whether Q8_0 matmuls use the interleaved q8_0x8 CPU kernel (native/kernels/q8_0_matmul.h) here. */
+    q8Interleaved(): boolean;
+    /** One random Q8_0 product three ways: ggml's mul_mat, the q8_0x8 kernel and its scalar reference ([m][n] each). */
+    q8MatmulCheck(m: number, n: number, k: number, threads: number): Promise<{
+      ggml: Float32Array;
+      interleaved: Float32Array;
+      reference: Float32Array;
+    }>;
   };
   benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{
     secondsPerRep: number;

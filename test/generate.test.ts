@@ -281,6 +281,43 @@ describe('devices', () => {
     }
   });
 
+  const q8Interleaved = native().kernels.q8Interleaved();
+  it.skipIf(!q8Interleaved)('Q8_0 matrices in the interleaved q8_0x8 layout give the logits, tokens and vision tokens of ggml\'s Q8_0 matmul, plain and split', async () => {
+    // VL3_Q8_KERNEL=ggml keeps Q8_0 in ggml's layout and kernels (mapped, unfused); by default this
+    // AVX2 machine copies the decoder's and the vision tower's Q8_0 matrices into the q8_0x8 layout
+    // (and so fuses q/k/v and gate/up). Same quantized integers, so only float summation order differs.
+    const prompt = 'The quick brown fox';
+    const dir = join(work, 'q8x8');
+    await convertModel({ input: join(work, 'hf'), output: dir, type: 'q8_0' });
+    process.env.VL3_Q8_KERNEL = 'ggml';
+    let want, wantTokens, wantVision;
+    try {
+      const plain = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+      want = await plain.debugPrefill(prompt);
+      wantTokens = (await plain.complete(prompt, { maxTokens: 8 })).tokens;
+      wantVision = await (await plain.encode(IMAGE)).data();
+      await plain.dispose();
+    } finally {
+      delete process.env.VL3_Q8_KERNEL;
+    }
+    process.env.VL3_TEST_SPLIT_CPU = '1';
+    try {
+      for (const gpuLayers of [undefined, 1]) {
+        const model = await loadModel({ model: dir, threads: 2, device: 'cpu', gpuLayers });
+        try {
+          const got = await model.debugPrefill(prompt);
+          expect(relativeError(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
+          expect((await model.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
+          expect(relativeError(await (await model.encode(IMAGE)).data(), wantVision)).toBeLessThanOrEqual(1e-5);
+        } finally {
+          await model.dispose();
+        }
+      }
+    } finally {
+      delete process.env.VL3_TEST_SPLIT_CPU;
+    }
+  });
+
   it('weights used in place in the mapped file give the logits and tokens of weights read into memory', async () => {
     const prompt = 'The quick brown fox';
     const mappedFiles = () => (process.platform === 'linux' ? readFileSync('/proc/self/maps', 'utf8') : '');

@@ -7,6 +7,9 @@
 //     -> Promise<Uint8Array>      (prev and cur: RGB bytes of two resized frames of width x height)
 //   kernels.mergeTokens(x: Float32Array, rows, dim, merge, opts{ device }) -> Promise<Float32Array>
 // device 'cpu' runs the CPU reference, 'cuda' the kernel (DEVICE_UNAVAILABLE when it cannot run).
+//   kernels.q8Interleaved() -> boolean (whether Q8_0 matmuls use the q8_0x8 CPU kernel here)
+//   kernels.q8MatmulCheck(m, n, k, threads) -> Promise<{ ggml, interleaved, reference: Float32Array }>
+//     (one random Q8_0 product three ways; kernels/q8_0_matmul.h)
 #include <array>
 #include <cmath>
 #include <memory>
@@ -15,7 +18,9 @@
 #include "addon/args.h"
 #include "addon/async.h"
 #include "addon/bindings.h"
+#include "bench/matmul_bench.h"
 #include "kernels/kernels.h"
+#include "kernels/q8_0_matmul.h"
 #include "media/video.h"
 
 namespace vl3::addon {
@@ -128,6 +133,24 @@ Napi::Value MergeTokens(const Napi::CallbackInfo& info) {
       [](Napi::Env env, std::vector<float>& out) -> Napi::Value { return to_f32(env, out); });
 }
 
+Napi::Value Q8MatmulCheck(const Napi::CallbackInfo& info) {
+  constexpr const char* fn = "kernels.q8MatmulCheck";
+  Napi::Env env = info.Env();
+  const auto m = static_cast<int>(integer_arg(env, fn, "m", info[0], 1, 4096));
+  const auto n = static_cast<int>(integer_arg(env, fn, "n", info[1], 8, 65536));
+  const auto k = static_cast<int>(integer_arg(env, fn, "k", info[2], 32, 65536));
+  const auto threads = static_cast<int>(integer_arg(env, fn, "threads", info[3], 1, 64));
+  return PromiseWorker<bench::Q8x8Check>::Start(
+      env, [=]() { return bench::check_q8_0x8(m, n, k, threads); },
+      [](Napi::Env env, bench::Q8x8Check& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("ggml", to_f32(env, r.ggml));
+        out.Set("interleaved", to_f32(env, r.interleaved));
+        out.Set("reference", to_f32(env, r.reference));
+        return out;
+      });
+}
+
 }  // namespace
 
 void RegisterKernels(Napi::Env env, Napi::Object exports) {
@@ -141,6 +164,13 @@ void RegisterKernels(Napi::Env env, Napi::Object exports) {
   k.Set("preprocess", Napi::Function::New(env, Preprocess, "preprocess"));
   k.Set("keepMask", Napi::Function::New(env, KeepMask, "keepMask"));
   k.Set("mergeTokens", Napi::Function::New(env, MergeTokens, "mergeTokens"));
+  k.Set("q8Interleaved",
+        Napi::Function::New(
+            env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+              return Napi::Boolean::New(info.Env(), kernels::q8_0x8_enabled());
+            },
+            "q8Interleaved"));
+  k.Set("q8MatmulCheck", Napi::Function::New(env, Q8MatmulCheck, "q8MatmulCheck"));
   exports.Set("kernels", k);
 }
 

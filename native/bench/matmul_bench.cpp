@@ -11,52 +11,107 @@
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
+#include "kernels/q8_0_matmul.h"
 
 namespace vl3::bench {
+namespace {
+
+// One Y[m,n] = X[m,k] · W[n,k]^T graph on the ggml CPU backend, W and X random (seeded).
+// "q8_0x8": Q8_0 weights in the interleaved layout through kernels::q8_0x8_mul_mat.
+class Matmul {
+ public:
+  Matmul(const std::string& type_name, int m, int n, int k, int threads)
+      : ctx_(nullptr, ggml_free), backend_(nullptr, ggml_backend_free), buf_(nullptr, ggml_backend_buffer_free) {
+    const bool interleaved = type_name == "q8_0x8";
+    ggml_type type;
+    check(convert::parse_ggml_type(interleaved ? "q8_0" : type_name, &type), ErrorCode::InvalidArgument,
+          "Unknown ggml type " + type_name);
+    check(m > 0 && n > 0 && k > 0 && m <= 65536 && n <= 65536 && k <= 65536, ErrorCode::InvalidArgument,
+          "Matrix sizes must be between 1 and 65536");
+    check(k % ggml_blck_size(type) == 0, ErrorCode::InvalidArgument,
+          format("k = %d is not a multiple of %s's block size", k, type_name.c_str()));
+    check(!interleaved || (n % 8 == 0 && kernels::q8_0x8_enabled()), ErrorCode::InvalidArgument,
+          "q8_0x8 needs n % 8 == 0 and an AVX2 CPU without AVX-512 in this build (and VL3_Q8_KERNEL unset)");
+    check(threads >= 1 && threads <= 512, ErrorCode::InvalidArgument, "threads must be 1..512");
+
+    ggml_init_params ip{ggml_tensor_overhead() * 8 + ggml_graph_overhead(), nullptr, true};
+    ctx_.reset(ggml_init(ip));
+    ggml_tensor* w = ggml_new_tensor_2d(ctx_.get(), type, k, n);
+    x_ = ggml_new_tensor_2d(ctx_.get(), GGML_TYPE_F32, k, m);
+    y_ = interleaved ? kernels::q8_0x8_mul_mat(ctx_.get(), w, x_) : ggml_mul_mat(ctx_.get(), w, x_);  // [n, m]
+    gf_ = ggml_new_graph(ctx_.get());
+    ggml_build_forward_expand(gf_, y_);
+
+    backend_.reset(ggml_backend_cpu_init());
+    check(backend_ != nullptr, ErrorCode::Internal, "ggml CPU backend failed to start");
+    ggml_backend_cpu_set_n_threads(backend_.get(), threads);
+    buf_.reset(ggml_backend_alloc_ctx_tensors(ctx_.get(), backend_.get()));
+    check(buf_ != nullptr, ErrorCode::OutOfMemory, "Cannot allocate benchmark tensors");
+
+    std::mt19937 gen(42);
+    std::normal_distribution<float> dist(0.f, 0.5f);
+    std::vector<float> wf(static_cast<size_t>(n) * k);
+    xf_.resize(static_cast<size_t>(m) * k);
+    for (auto& v : wf) v = dist(gen);
+    for (auto& v : xf_) v = dist(gen);
+    wq_.resize(ggml_nbytes(w));
+    convert::encode_rows(type, convert::SourceDtype::F32, wf.data(), wf.data(), wq_.data(), n, k);
+    if (interleaved) {
+      std::vector<uint8_t> repacked(wq_.size());
+      kernels::q8_0x8_repack(wq_.data(), repacked.data(), n, k);
+      wq_.swap(repacked);
+      kernels::q8_0x8_mark(w);
+    }
+    ggml_backend_tensor_set(w, wq_.data(), 0, wq_.size());
+    ggml_backend_tensor_set(x_, xf_.data(), 0, xf_.size() * sizeof(float));
+  }
+
+  double run() {
+    const auto t0 = std::chrono::steady_clock::now();
+    check(ggml_backend_graph_compute(backend_.get(), gf_) == GGML_STATUS_SUCCESS, ErrorCode::Internal,
+          "graph compute failed");
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  std::vector<float> output() const {
+    std::vector<float> y(ggml_nelements(y_));
+    ggml_backend_tensor_get(y_, y.data(), 0, y.size() * sizeof(float));
+    return y;
+  }
+  const std::vector<float>& x() const { return xf_; }
+  const std::vector<uint8_t>& weights() const { return wq_; }  // as uploaded (repacked for q8_0x8)
+
+ private:
+  std::unique_ptr<ggml_context, void (*)(ggml_context*)> ctx_;
+  std::unique_ptr<ggml_backend, void (*)(ggml_backend_t)> backend_;
+  std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buf_;
+  ggml_tensor *x_ = nullptr, *y_ = nullptr;
+  ggml_cgraph* gf_ = nullptr;
+  std::vector<float> xf_;
+  std::vector<uint8_t> wq_;
+};
+
+}  // namespace
 
 MatmulResult run_matmul(const std::string& type_name, int m, int n, int k, int threads, int reps) {
-  ggml_type type;
-  check(convert::parse_ggml_type(type_name, &type), ErrorCode::InvalidArgument, "Unknown ggml type " + type_name);
-  check(m > 0 && n > 0 && k > 0 && m <= 65536 && n <= 65536 && k <= 65536, ErrorCode::InvalidArgument,
-        "Matrix sizes must be between 1 and 65536");
-  check(k % ggml_blck_size(type) == 0, ErrorCode::InvalidArgument,
-        format("k = %d is not a multiple of %s's block size", k, type_name.c_str()));
-  check(threads >= 1 && threads <= 512 && reps >= 1 && reps <= 1000, ErrorCode::InvalidArgument,
-        "threads must be 1..512 and reps 1..1000");
-
-  ggml_init_params ip{ggml_tensor_overhead() * 8 + ggml_graph_overhead(), nullptr, true};
-  std::unique_ptr<ggml_context, void (*)(ggml_context*)> ctx(ggml_init(ip), ggml_free);
-  ggml_tensor* w = ggml_new_tensor_2d(ctx.get(), type, k, n);
-  ggml_tensor* x = ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F32, k, m);
-  ggml_tensor* y = ggml_mul_mat(ctx.get(), w, x);  // [n, m]
-  ggml_cgraph* gf = ggml_new_graph(ctx.get());
-  ggml_build_forward_expand(gf, y);
-
-  std::unique_ptr<ggml_backend, void (*)(ggml_backend_t)> backend(ggml_backend_cpu_init(), ggml_backend_free);
-  check(backend != nullptr, ErrorCode::Internal, "ggml CPU backend failed to start");
-  ggml_backend_cpu_set_n_threads(backend.get(), threads);
-  std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buf(
-      ggml_backend_alloc_ctx_tensors(ctx.get(), backend.get()), ggml_backend_buffer_free);
-  check(buf != nullptr, ErrorCode::OutOfMemory, "Cannot allocate benchmark tensors");
-
-  std::mt19937 gen(42);
-  std::normal_distribution<float> dist(0.f, 0.5f);
-  std::vector<float> wf(static_cast<size_t>(n) * k), xf(static_cast<size_t>(m) * k);
-  for (auto& v : wf) v = dist(gen);
-  for (auto& v : xf) v = dist(gen);
-  std::vector<uint8_t> wq(ggml_nbytes(w));
-  convert::encode_rows(type, convert::SourceDtype::F32, wf.data(), wf.data(), wq.data(), n, k);
-  ggml_backend_tensor_set(w, wq.data(), 0, wq.size());
-  ggml_backend_tensor_set(x, xf.data(), 0, xf.size() * sizeof(float));
-
+  check(reps >= 1 && reps <= 1000, ErrorCode::InvalidArgument, "reps must be 1..1000");
+  Matmul mm(type_name, m, n, k, threads);
   double best = 1e30;
   for (int r = 0; r <= reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    check(ggml_backend_graph_compute(backend.get(), gf) == GGML_STATUS_SUCCESS, ErrorCode::Internal, "graph compute failed");
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = mm.run();
     if (r > 0) best = std::min(best, s);  // rep 0 warms caches and the thread pool
   }
   return {best, 2.0 * m * n * k / best / 1e9};
+}
+
+Q8x8Check check_q8_0x8(int m, int n, int k, int threads) {
+  Matmul plain("q8_0", m, n, k, threads), interleaved("q8_0x8", m, n, k, threads);
+  plain.run();
+  interleaved.run();
+  Q8x8Check r{plain.output(), interleaved.output(), std::vector<float>(static_cast<size_t>(m) * n)};
+  std::vector<uint8_t> xq(kernels::q8_0x8_activation_bytes(m, k));
+  kernels::q8_0x8_quantize(interleaved.x().data(), xq.data(), m, k);
+  kernels::q8_0x8_gemm_reference(interleaved.weights().data(), xq.data(), r.reference.data(), n, k, m);
+  return r;
 }
 
 }  // namespace vl3::bench

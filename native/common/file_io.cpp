@@ -1,5 +1,6 @@
 #include "common/file_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +61,20 @@ std::unique_ptr<MappedFile> MappedFile::open(const std::string& path) {
 MappedFile::~MappedFile() {
 #if !defined(_WIN32)
   munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
+#endif
+}
+
+void MappedFile::release(uint64_t offset, uint64_t n) const {
+#if defined(__linux__)  // (glibc's posix_madvise ignores DONTNEED; elsewhere the pages just stay)
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page;  // whole pages around the range: re-reading one is harmless
+  const uint64_t end = std::min(size_, (offset + n + page - 1) / page * page);
+  if (offset <= size_ && end > begin) {
+    madvise(const_cast<uint8_t*>(data_) + begin, static_cast<size_t>(end - begin), MADV_DONTNEED);
+  }
+#else
+  (void)offset;
+  (void)n;
 #endif
 }
 

@@ -42,6 +42,11 @@ class MappedFile {
 
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
+  /**
+   * Drops the pages of bytes [offset, offset + n) from this process (they stay in the page cache and
+   * are read back in if touched again): for ranges copied out, so they stop counting in RSS.
+   */
+  void release(uint64_t offset, uint64_t n) const;
 
  private:
   MappedFile(const uint8_t* data, uint64_t size) : data_(data), size_(size) {}

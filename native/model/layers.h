@@ -6,6 +6,12 @@
 
 namespace vl3::layers {
 
+/**
+ * y = W·x. W [in, out], x [in, n] -> [out, n]. Weights in the q8_0x8 layout go through that
+ * kernel (kernels/q8_0_matmul.h); the rest through ggml_mul_mat.
+ */
+ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x);
+
 /** y = W·x + b. x [in, n] -> [out, n]; b may be null. */
 ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b);
 

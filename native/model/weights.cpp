@@ -1,7 +1,10 @@
 #include "model/weights.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <vector>
 
 #if defined(__linux__)
@@ -11,6 +14,7 @@
 
 #include "common/status.h"
 #include "ggml-cpu.h"
+#include "kernels/q8_0_matmul.h"
 
 namespace vl3 {
 namespace {
@@ -57,6 +61,48 @@ bool repackable(const GgufTensorInfo& info) {
   return (info.type == GGML_TYPE_Q4_0 || info.type == GGML_TYPE_Q4_K) && ggml_cpu_has_avx2();
 }
 
+/** Whether our interleaved Q8_0 kernel (kernels/q8_0_matmul.h) takes this matrix on a CPU backend. */
+bool interleavable(const GgufTensorInfo& info, ggml_backend_t backend) {
+  ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+  return dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU && info.type == GGML_TYPE_Q8_0 &&
+         info.n_dims == 2 && info.ne[0] % 32 == 0 && info.ne[1] % 8 == 0 && kernels::q8_0x8_enabled();
+}
+
+/** Rows [0, rows) of a Q8_0 matrix to rewrite into the q8_0x8 layout. */
+struct InterleaveJob {
+  const uint8_t* src;
+  uint8_t* dst;
+  int64_t rows, cols;
+};
+
+/**
+ * Runs the jobs on up to 8 threads, in slices of 512 rows: the copy is bound by page faults on the
+ * fresh destination memory and by reading the source pages, both of which scale with threads. Each
+ * slice's source pages in `map` are dropped once copied, so the peak RSS stays near the copy's size.
+ */
+void run_interleave(const std::vector<InterleaveJob>& jobs, const MappedFile& map) {
+  constexpr int64_t kSlice = 512;  // rows; a multiple of 8 (one group)
+  std::vector<InterleaveJob> slices;
+  for (const InterleaveJob& j : jobs) {
+    const size_t row_bytes = ggml_row_size(GGML_TYPE_Q8_0, j.cols);
+    for (int64_t r = 0; r < j.rows; r += kSlice)
+      slices.push_back({j.src + r * row_bytes, j.dst + r * row_bytes, std::min(kSlice, j.rows - r), j.cols});
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&]() {
+    for (size_t i = next++; i < slices.size(); i = next++) {
+      const InterleaveJob& s = slices[i];
+      kernels::q8_0x8_repack(s.src, s.dst, s.rows, s.cols);
+      map.release(static_cast<uint64_t>(s.src - map.data()), ggml_row_size(GGML_TYPE_Q8_0, s.cols) * s.rows);
+    }
+  };
+  const size_t n = std::min<size_t>({8, std::max(1u, std::thread::hardware_concurrency()), slices.size()});
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < n; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+}
+
 /** The parts of `f` in file order, or empty when they cannot be fused (missing, mixed types or widths). */
 std::vector<const GgufTensorInfo*> fusible_parts(GgufFile& file, const Weights::Fusion& f,
                                                  const Weights::Placement& place) {
@@ -100,18 +146,22 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     std::vector<const GgufTensorInfo*> parts;  // empty: info is the file's tensor
     size_t group = 0;                          // index in groups_
     bool repacked = false;                     // in the group's repack buffer
+    bool interleaved = false;                  // copied into the q8_0x8 layout (kernels/q8_0_matmul.h)
     bool mapped = false;                       // used in place in map_
   };
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
   auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
     return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
   };
+  auto will_interleave = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
+    return interleavable(info, backend) && keep_plain.count(info.name) == 0;
+  };
   // CPU tensors that keep the file's layout are used in place in the mapped file.
   map_ = MappedFile::open(path_);
   auto mappable = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
     ggml_backend_dev_t dev = ggml_backend_get_device(backend);
     return map_ != nullptr && dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU &&
-           !will_repack(info, backend) && info.offset % 32 == 0 && info.offset <= map_->size() &&
+           !will_repack(info, backend) && !will_interleave(info, backend) && info.offset % 32 == 0 && info.offset <= map_->size() &&
            info.nbytes <= map_->size() - info.offset;
   };
   std::vector<Loaded> loads;
@@ -129,7 +179,8 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       l.info.nbytes += p->nbytes;
     }
     const ggml_backend_t backend = place(parts.front()->name);
-    const bool mapped_parts = mappable(*parts.front(), backend) && !will_repack(l.info, backend);
+    const bool mapped_parts =
+        mappable(*parts.front(), backend) && !will_repack(l.info, backend) && !will_interleave(l.info, backend);
     if (f.follows.empty() && mapped_parts) continue;  // the parts stay in place in the mapped file
     for (const GgufTensorInfo* p : parts) fused_part.insert(p->name);
     applied.insert(f.name);
@@ -154,6 +205,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     }
     l.group = g;
     l.repacked = will_repack(info, backend);
+    l.interleaved = will_interleave(info, backend);
     l.mapped = l.parts.empty() && mappable(info, backend);
     ggml_tensor* t = ggml_new_tensor(l.mapped ? groups_[g].map_ctx : l.repacked ? groups_[g].repack_ctx : groups_[g].ctx,
                                      info.type, std::max(1, info.n_dims), info.ne);
@@ -183,6 +235,10 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     }
   }
   std::vector<uint8_t> staging;
+  std::vector<InterleaveJob> interleave;  // q8_0x8 matrices copied straight from the mapped file
+  auto in_map = [&](const GgufTensorInfo* p) {
+    return map_ != nullptr && p->offset <= map_->size() && p->nbytes <= map_->size() - p->offset && p->ne[1] % 8 == 0;
+  };
   for (const Loaded& l : loads) {
     const GgufTensorInfo& info = l.info;
     ggml_tensor* t = tensors_[info.name];
@@ -194,9 +250,22 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       mapped_bytes_ += info.nbytes;
       continue;
     }
-    const bool direct = !l.repacked && ggml_backend_buffer_is_host(grp.buffer);
-    // Straight into place on the host; else through staging (device memory, or a repack buffer
-    // that rewrites the layout as it copies, which needs the whole tensor at once).
+    if (l.interleaved) {
+      std::vector<const GgufTensorInfo*> parts = l.parts;
+      if (parts.empty()) parts.push_back(&info);
+      if (std::all_of(parts.begin(), parts.end(), in_map)) {  // parts of whole groups: repack each in place
+        uint8_t* dst = static_cast<uint8_t*>(t->data);
+        for (const GgufTensorInfo* p : parts) {
+          interleave.push_back({map_->data() + p->offset, dst, p->ne[1], p->ne[0]});
+          dst += p->nbytes;
+        }
+        kernels::q8_0x8_mark(t);
+        continue;
+      }
+    }
+    const bool direct = !l.repacked && !l.interleaved && ggml_backend_buffer_is_host(grp.buffer);
+    // Straight into place on the host; else through staging (device memory, or a layout rewritten
+    // as it is copied, which needs the whole tensor at once).
     uint8_t* dst = direct ? static_cast<uint8_t*>(t->data) : nullptr;
     if (!direct) {
       staging.resize(info.nbytes);
@@ -210,8 +279,14 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
         dst += p->nbytes;
       }
     }
-    if (!direct) ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
+    if (l.interleaved) {  // a host buffer (CPU backend)
+      kernels::q8_0x8_repack(staging.data(), t->data, info.ne[1], info.ne[0]);
+      kernels::q8_0x8_mark(t);
+    } else if (!direct) {
+      ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
+    }
   }
+  if (!interleave.empty()) run_interleave(interleave, *map_);
   if (mapped_bytes_ == 0) map_.reset();
 }
 

@@ -22,8 +22,9 @@ class Weights {
   /**
    * Loads all tensors of `file` into buffers of `backend`. On the CPU, matrices whose type has
    * an interleaved ("repacked") matmul kernel for this CPU go into ggml's CPU_REPACK buffer (the
-   * layout llama.cpp uses); `no_repack` names tensors that must keep the plain layout (rows read
-   * by get_rows). The other CPU tensors are used in place in the memory-mapped file (no copy, pages
+   * layout llama.cpp uses), and Q8_0 matrices into our q8_0x8 layout where that kernel is on
+   * (kernels/q8_0_matmul.h; multiply them with layers::matmul); `no_repack` names tensors that
+   * must keep the plain layout (rows read by get_rows). The other CPU tensors are used in place in the memory-mapped file (no copy, pages
    * shared through the page cache); elsewhere, or where mapping fails, tensors are read into
    * backend memory. Throws vl3::Error.
    */
