@@ -226,12 +226,12 @@ export interface NativeBinding {
       opts: { patchSize: number; mergeSize: number; threshold: number; mean: number[]; std: number[]; device: NativeKernelDevice },
     ): Promise<Uint8Array>;
     mergeTokens(x: Float32Array, rows: number, dim: number, merge: number, opts?: { device: NativeKernelDevice }): Promise<Float32Array>;
-    /** Whether Q8_0 matmuls use the interleaved q8_0x8 CPU kernel (native/kernels/q8_0_matmul.h) here. */
-    q8Interleaved(): boolean;
-    /** One random Q8_0 product three ways: ggml's mul_mat, the q8_0x8 kernel and its scalar reference ([m][n] each). */
-    q8MatmulCheck(m: number, n: number, k: number, threads: number): Promise<{
+    /** Whether Q8_0/Q6_K matmuls use our packed int8 CPU kernels (native/kernels/int8_matmul.h) here. */
+    int8Matmul(): boolean;
+    /** One random q8_0 or q6_K product three ways: ggml's mul_mat, our packed kernel and its scalar reference ([m][n] each). */
+    int8MatmulCheck(type: 'q8_0' | 'q6_K', m: number, n: number, k: number, threads: number): Promise<{
       ggml: Float32Array;
-      interleaved: Float32Array;
+      packed: Float32Array;
       reference: Float32Array;
     }>;
   };

@@ -281,40 +281,54 @@ describe('devices', () => {
     }
   });
 
-  const q8Interleaved = native().kernels.q8Interleaved();
-  it.skipIf(!q8Interleaved)('Q8_0 matrices in the interleaved q8_0x8 layout give the logits, tokens and vision tokens of ggml\'s Q8_0 matmul, plain and split', async () => {
-    // VL3_Q8_KERNEL=ggml keeps Q8_0 in ggml's layout and kernels (mapped, unfused); by default this
-    // AVX2 machine copies the decoder's and the vision tower's Q8_0 matrices into the q8_0x8 layout
-    // (and so fuses q/k/v and gate/up). Same quantized integers, so only float summation order differs.
+  const int8Matmul = native().kernels.int8Matmul();
+  it.skipIf(!int8Matmul)('Q8_0 and Q6_K matrices packed for our int8 kernels give the logits, tokens and vision tokens of ggml\'s matmuls and of their scalar reference, plain and split', async () => {
+    // VL3_CPU_KERNELS=ggml keeps Q8_0 and Q6_K in ggml's layout and kernels (mapped, unfused); by
+    // default this AVX2 machine packs the decoder's and the vision tower's Q8_0 and Q6_K matrices
+    // (and so fuses q/k/v and gate/up where types agree). Same quantized integers, so only float
+    // summation order differs from ggml: checked on the 64-wide model. The 256-wide random model
+    // (where q4_k_m has Q6_K matrices) is chaotic (one float ulp on every matmul output moves its
+    // logits by ~2 %), so there the SIMD kernels are checked against their scalar reference
+    // (VL3_TEST_INT8_REFERENCE), which they must match bit for bit.
     const prompt = 'The quick brown fox';
-    const dir = join(work, 'q8x8');
-    await convertModel({ input: join(work, 'hf'), output: dir, type: 'q8_0' });
-    process.env.VL3_Q8_KERNEL = 'ggml';
-    let want, wantTokens, wantVision;
-    try {
-      const plain = await loadModel({ model: dir, threads: 2, device: 'cpu' });
-      want = await plain.debugPrefill(prompt);
-      wantTokens = (await plain.complete(prompt, { maxTokens: 8 })).tokens;
-      wantVision = await (await plain.encode(IMAGE)).data();
-      await plain.dispose();
-    } finally {
-      delete process.env.VL3_Q8_KERNEL;
-    }
-    process.env.VL3_TEST_SPLIT_CPU = '1';
-    try {
-      for (const gpuLayers of [undefined, 1]) {
-        const model = await loadModel({ model: dir, threads: 2, device: 'cpu', gpuLayers });
-        try {
-          const got = await model.debugPrefill(prompt);
-          expect(relativeError(got.logits, want.logits), `gpuLayers ${gpuLayers}`).toBeLessThanOrEqual(1e-5);
-          expect((await model.complete(prompt, { maxTokens: 8 })).tokens).toEqual(wantTokens);
-          expect(relativeError(await (await model.encode(IMAGE)).data(), wantVision)).toBeLessThanOrEqual(1e-5);
-        } finally {
-          await model.dispose();
-        }
+    const wide = join(work, 'hf256-int8');
+    makeTinyCheckpoint(wide, { layout: 'video_llama_3', tied: true, dtype: 'F32', values: 'normal', text: { layers: 2, hidden: 256, intermediate: 512 } });
+    const cases = [
+      ['hf', 'q8_0', 'VL3_CPU_KERNELS', 'ggml', 1e-5],
+      ['hf256-int8', 'q8_0', 'VL3_TEST_INT8_REFERENCE', '1', 0],
+      ['hf256-int8', 'q4_k_m', 'VL3_TEST_INT8_REFERENCE', '1', 0],
+    ] as const;
+    for (const [src, type, envName, envValue, tolerance] of cases) {
+      const dir = join(work, `int8-${src}-${type}`);
+      await convertModel({ input: join(work, src), output: dir, type });
+      process.env[envName] = envValue;
+      let want, wantTokens, wantVision;
+      try {
+        const plain = await loadModel({ model: dir, threads: 2, device: 'cpu' });
+        want = await plain.debugPrefill(prompt);
+        wantTokens = (await plain.complete(prompt, { maxTokens: 8 })).tokens;
+        wantVision = await (await plain.encode(IMAGE)).data();
+        await plain.dispose();
+      } finally {
+        delete process.env[envName];
       }
-    } finally {
-      delete process.env.VL3_TEST_SPLIT_CPU;
+      process.env.VL3_TEST_SPLIT_CPU = '1';
+      try {
+        for (const gpuLayers of [undefined, 1]) {
+          const model = await loadModel({ model: dir, threads: 2, device: 'cpu', gpuLayers });
+          try {
+            const got = await model.debugPrefill(prompt);
+            const what = `${src} ${type} gpuLayers ${gpuLayers}`;
+            expect(relativeError(got.logits, want.logits), what).toBeLessThanOrEqual(tolerance);
+            expect((await model.complete(prompt, { maxTokens: 8 })).tokens, what).toEqual(wantTokens);
+            expect(relativeError(await (await model.encode(IMAGE)).data(), wantVision), what).toBeLessThanOrEqual(tolerance);
+          } finally {
+            await model.dispose();
+          }
+        }
+      } finally {
+        delete process.env.VL3_TEST_SPLIT_CPU;
+      }
     }
   });
 

@@ -189,28 +189,33 @@ describe.skipIf(gpuReason !== '')(`CUDA kernels match their CPU references${gpuR
   });
 });
 
-// The interleaved Q8_0 CPU kernel (native/kernels/q8_0_matmul.h) that replaces ggml's Q8_0 matmul
-// on AVX2 machines: bit-identical to its scalar reference, and equal to ggml's mul_mat up to float
-// summation order (same activation quantizer, same integer dot products).
-const q8Reason = kernels.q8Interleaved()
+// Our packed int8 CPU kernels (native/kernels/int8_matmul.h) that replace ggml's Q8_0 and Q6_K
+// matmuls on AVX2 machines: bit-identical to their scalar reference, and equal to ggml's mul_mat up
+// to float summation order (same activation quantizer, same integer dot products).
+const int8Reason = kernels.int8Matmul()
   ? ''
-  : 'the q8_0x8 kernel is off here (needs AVX2/FMA/F16C and a build without AVX-512, and VL3_Q8_KERNEL unset)';
-describe.skipIf(q8Reason !== '')(`q8_0x8 matmul${q8Reason ? ` (skipped: ${q8Reason})` : ''}`, () => {
-  // m = 1 is decode; the others cross the 4-token step, the L2 token chunks and the thread split.
+  : 'the int8 kernels are off here (they need AVX2/FMA/F16C and a build without AVX-512, and VL3_CPU_KERNELS unset)';
+describe.skipIf(int8Reason !== '')(`int8 matmul kernels${int8Reason ? ` (skipped: ${int8Reason})` : ''}`, () => {
+  // m = 1 is decode; the others cross the 4-row step, the L2 row chunks and the thread split.
   it.each([
-    [1, 8, 32, 1],
-    [1, 256, 1536, 2],
-    [3, 24, 64, 2],
-    [7, 40, 96, 3],
-    [64, 136, 1536, 2],
-    [37, 16, 8960, 2],
-  ])('m=%i n=%i k=%i threads=%i', async (m, n, k, threads) => {
-    const r = await kernels.q8MatmulCheck(m, n, k, threads);
-    expect(Buffer.from(r.interleaved.buffer).equals(Buffer.from(r.reference.buffer))).toBe(true);
+    ['q8_0', 1, 8, 32, 1],
+    ['q8_0', 1, 256, 1536, 2],
+    ['q8_0', 3, 24, 64, 2],
+    ['q8_0', 7, 40, 96, 3],
+    ['q8_0', 64, 136, 1536, 2],
+    ['q8_0', 37, 16, 8960, 2],
+    ['q6_K', 1, 8, 256, 1],
+    ['q6_K', 1, 64, 1536, 2],
+    ['q6_K', 5, 24, 512, 2],
+    ['q6_K', 70, 40, 1536, 3],
+    ['q6_K', 21, 16, 8960, 2],
+  ] as const)('%s m=%i n=%i k=%i threads=%i', async (type, m, n, k, threads) => {
+    const r = await kernels.int8MatmulCheck(type, m, n, k, threads);
+    expect(Buffer.from(r.packed.buffer).equals(Buffer.from(r.reference.buffer))).toBe(true);
     let scale = 0;
     for (const v of r.ggml) scale = Math.max(scale, Math.abs(v));
     let worst = 0;
-    for (let i = 0; i < r.ggml.length; i++) worst = Math.max(worst, Math.abs(r.ggml[i]! - r.interleaved[i]!));
+    for (let i = 0; i < r.ggml.length; i++) worst = Math.max(worst, Math.abs(r.ggml[i]! - r.packed[i]!));
     expect(scale).toBeGreaterThan(1);
     expect(worst / scale).toBeLessThan(1e-5);
   });

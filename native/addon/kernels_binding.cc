@@ -7,9 +7,9 @@
 //     -> Promise<Uint8Array>      (prev and cur: RGB bytes of two resized frames of width x height)
 //   kernels.mergeTokens(x: Float32Array, rows, dim, merge, opts{ device }) -> Promise<Float32Array>
 // device 'cpu' runs the CPU reference, 'cuda' the kernel (DEVICE_UNAVAILABLE when it cannot run).
-//   kernels.q8Interleaved() -> boolean (whether Q8_0 matmuls use the q8_0x8 CPU kernel here)
-//   kernels.q8MatmulCheck(m, n, k, threads) -> Promise<{ ggml, interleaved, reference: Float32Array }>
-//     (one random Q8_0 product three ways; kernels/q8_0_matmul.h)
+//   kernels.int8Matmul() -> boolean (whether Q8_0/Q6_K matmuls use our packed CPU kernels here)
+//   kernels.int8MatmulCheck(type, m, n, k, threads) -> Promise<{ ggml, packed, reference: Float32Array }>
+//     (one random q8_0 or q6_K product three ways; kernels/int8_matmul.h)
 #include <array>
 #include <cmath>
 #include <memory>
@@ -20,7 +20,7 @@
 #include "addon/bindings.h"
 #include "bench/matmul_bench.h"
 #include "kernels/kernels.h"
-#include "kernels/q8_0_matmul.h"
+#include "kernels/int8_matmul.h"
 #include "media/video.h"
 
 namespace vl3::addon {
@@ -133,19 +133,22 @@ Napi::Value MergeTokens(const Napi::CallbackInfo& info) {
       [](Napi::Env env, std::vector<float>& out) -> Napi::Value { return to_f32(env, out); });
 }
 
-Napi::Value Q8MatmulCheck(const Napi::CallbackInfo& info) {
-  constexpr const char* fn = "kernels.q8MatmulCheck";
+Napi::Value Int8MatmulCheck(const Napi::CallbackInfo& info) {
+  constexpr const char* fn = "kernels.int8MatmulCheck";
   Napi::Env env = info.Env();
-  const auto m = static_cast<int>(integer_arg(env, fn, "m", info[0], 1, 4096));
-  const auto n = static_cast<int>(integer_arg(env, fn, "n", info[1], 8, 65536));
-  const auto k = static_cast<int>(integer_arg(env, fn, "k", info[2], 32, 65536));
-  const auto threads = static_cast<int>(integer_arg(env, fn, "threads", info[3], 1, 64));
-  return PromiseWorker<bench::Q8x8Check>::Start(
-      env, [=]() { return bench::check_q8_0x8(m, n, k, threads); },
-      [](Napi::Env env, bench::Q8x8Check& r) -> Napi::Value {
+  if (!info[0].IsString()) throw_expected(env, fn, "type", "'q8_0' or 'q6_K'", info[0]);
+  const std::string type = info[0].As<Napi::String>().Utf8Value();
+  if (type != "q8_0" && type != "q6_K") throw_expected(env, fn, "type", "'q8_0' or 'q6_K'", info[0]);
+  const auto m = static_cast<int>(integer_arg(env, fn, "m", info[1], 1, 4096));
+  const auto n = static_cast<int>(integer_arg(env, fn, "n", info[2], 8, 65536));
+  const auto k = static_cast<int>(integer_arg(env, fn, "k", info[3], 32, 65536));
+  const auto threads = static_cast<int>(integer_arg(env, fn, "threads", info[4], 1, 64));
+  return PromiseWorker<bench::PackedCheck>::Start(
+      env, [=]() { return bench::check_packed(type, m, n, k, threads); },
+      [](Napi::Env env, bench::PackedCheck& r) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
         out.Set("ggml", to_f32(env, r.ggml));
-        out.Set("interleaved", to_f32(env, r.interleaved));
+        out.Set("packed", to_f32(env, r.packed));
         out.Set("reference", to_f32(env, r.reference));
         return out;
       });
@@ -164,13 +167,13 @@ void RegisterKernels(Napi::Env env, Napi::Object exports) {
   k.Set("preprocess", Napi::Function::New(env, Preprocess, "preprocess"));
   k.Set("keepMask", Napi::Function::New(env, KeepMask, "keepMask"));
   k.Set("mergeTokens", Napi::Function::New(env, MergeTokens, "mergeTokens"));
-  k.Set("q8Interleaved",
+  k.Set("int8Matmul",
         Napi::Function::New(
             env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-              return Napi::Boolean::New(info.Env(), kernels::q8_0x8_enabled());
+              return Napi::Boolean::New(info.Env(), kernels::int8_matmul_enabled());
             },
-            "q8Interleaved"));
-  k.Set("q8MatmulCheck", Napi::Function::New(env, Q8MatmulCheck, "q8MatmulCheck"));
+            "int8Matmul"));
+  k.Set("int8MatmulCheck", Napi::Function::New(env, Int8MatmulCheck, "int8MatmulCheck"));
   exports.Set("kernels", k);
 }
 

@@ -11,34 +11,38 @@
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
-#include "kernels/q8_0_matmul.h"
+#include "kernels/int8_matmul.h"
 
 namespace vl3::bench {
 namespace {
 
 // One Y[m,n] = X[m,k] · W[n,k]^T graph on the ggml CPU backend, W and X random (seeded).
-// "q8_0x8": Q8_0 weights in the interleaved layout through kernels::q8_0x8_mul_mat.
+// "q8_0x8" / "q6_Kx8": Q8_0 / Q6_K weights packed for kernels::int8_mul_mat.
 class Matmul {
  public:
   Matmul(const std::string& type_name, int m, int n, int k, int threads)
-      : ctx_(nullptr, ggml_free), backend_(nullptr, ggml_backend_free), buf_(nullptr, ggml_backend_buffer_free) {
-    const bool interleaved = type_name == "q8_0x8";
+      : ctx_(nullptr, ggml_free), alias_ctx_(nullptr, ggml_free), backend_(nullptr, ggml_backend_free), buf_(nullptr, ggml_backend_buffer_free) {
+    const bool packed = type_name.size() > 2 && type_name.compare(type_name.size() - 2, 2, "x8") == 0;
     ggml_type type;
-    check(convert::parse_ggml_type(interleaved ? "q8_0" : type_name, &type), ErrorCode::InvalidArgument,
-          "Unknown ggml type " + type_name);
+    check(convert::parse_ggml_type(packed ? type_name.substr(0, type_name.size() - 2) : type_name, &type),
+          ErrorCode::InvalidArgument, "Unknown ggml type " + type_name);
     check(m > 0 && n > 0 && k > 0 && m <= 65536 && n <= 65536 && k <= 65536, ErrorCode::InvalidArgument,
           "Matrix sizes must be between 1 and 65536");
     check(k % ggml_blck_size(type) == 0, ErrorCode::InvalidArgument,
           format("k = %d is not a multiple of %s's block size", k, type_name.c_str()));
-    check(!interleaved || (n % 8 == 0 && kernels::q8_0x8_enabled()), ErrorCode::InvalidArgument,
-          "q8_0x8 needs n % 8 == 0 and an AVX2 CPU without AVX-512 in this build (and VL3_Q8_KERNEL unset)");
+    check(!packed || (kernels::int8_packable(type, n, k) && kernels::int8_matmul_enabled()), ErrorCode::InvalidArgument,
+          type_name + " needs a Q8_0 or Q6_K type, n % 8 == 0, and an AVX2 CPU without AVX-512 in this build "
+                      "(and VL3_CPU_KERNELS unset)");
     check(threads >= 1 && threads <= 512, ErrorCode::InvalidArgument, "threads must be 1..512");
 
     ggml_init_params ip{ggml_tensor_overhead() * 8 + ggml_graph_overhead(), nullptr, true};
     ctx_.reset(ggml_init(ip));
-    ggml_tensor* w = ggml_new_tensor_2d(ctx_.get(), type, k, n);
+    alias_ctx_.reset(ggml_init(ip));
+    ggml_tensor* w = ggml_new_tensor_2d(packed ? alias_ctx_.get() : ctx_.get(), type, k, n);
+    // packed: the data lives in a byte tensor of the packed size; w is an alias placed on it
+    ggml_tensor* storage = packed ? ggml_new_tensor_1d(ctx_.get(), GGML_TYPE_I8, kernels::int8_packed_size(type, n, k)) : w;
     x_ = ggml_new_tensor_2d(ctx_.get(), GGML_TYPE_F32, k, m);
-    y_ = interleaved ? kernels::q8_0x8_mul_mat(ctx_.get(), w, x_) : ggml_mul_mat(ctx_.get(), w, x_);  // [n, m]
+    y_ = packed ? kernels::int8_mul_mat(ctx_.get(), w, x_) : ggml_mul_mat(ctx_.get(), w, x_);  // [n, m]
     gf_ = ggml_new_graph(ctx_.get());
     ggml_build_forward_expand(gf_, y_);
 
@@ -56,13 +60,18 @@ class Matmul {
     for (auto& v : xf_) v = dist(gen);
     wq_.resize(ggml_nbytes(w));
     convert::encode_rows(type, convert::SourceDtype::F32, wf.data(), wf.data(), wq_.data(), n, k);
-    if (interleaved) {
-      std::vector<uint8_t> repacked(wq_.size());
-      kernels::q8_0x8_repack(wq_.data(), repacked.data(), n, k);
-      wq_.swap(repacked);
-      kernels::q8_0x8_mark(w);
+    if (type == GGML_TYPE_Q8_0) {  // -128 is a valid Q8_0 quant (ggml's quantizer never writes it): one in every 7 blocks
+      for (size_t b = 0; b < wq_.size() / 34; b += 7) wq_[b * 34 + 2 + b % 32] = 0x80;
     }
-    ggml_backend_tensor_set(w, wq_.data(), 0, wq_.size());
+    if (packed) {
+      std::vector<uint8_t> repacked(ggml_nbytes(storage));
+      kernels::int8_pack(type, wq_.data(), repacked.data(), n, k);
+      wq_.swap(repacked);
+      check(ggml_backend_tensor_alloc(buf_.get(), w, storage->data) == GGML_STATUS_SUCCESS, ErrorCode::Internal,
+            "cannot place the packed weights");
+      kernels::int8_mark(w);
+    }
+    ggml_backend_tensor_set(storage, wq_.data(), 0, wq_.size());
     ggml_backend_tensor_set(x_, xf_.data(), 0, xf_.size() * sizeof(float));
   }
 
@@ -78,10 +87,10 @@ class Matmul {
     return y;
   }
   const std::vector<float>& x() const { return xf_; }
-  const std::vector<uint8_t>& weights() const { return wq_; }  // as uploaded (repacked for q8_0x8)
+  const std::vector<uint8_t>& weights() const { return wq_; }  // as uploaded (packed for *x8)
 
  private:
-  std::unique_ptr<ggml_context, void (*)(ggml_context*)> ctx_;
+  std::unique_ptr<ggml_context, void (*)(ggml_context*)> ctx_, alias_ctx_;
   std::unique_ptr<ggml_backend, void (*)(ggml_backend_t)> backend_;
   std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buf_;
   ggml_tensor *x_ = nullptr, *y_ = nullptr;
@@ -103,14 +112,16 @@ MatmulResult run_matmul(const std::string& type_name, int m, int n, int k, int t
   return {best, 2.0 * m * n * k / best / 1e9};
 }
 
-Q8x8Check check_q8_0x8(int m, int n, int k, int threads) {
-  Matmul plain("q8_0", m, n, k, threads), interleaved("q8_0x8", m, n, k, threads);
+PackedCheck check_packed(const std::string& type_name, int m, int n, int k, int threads) {
+  ggml_type type;
+  check(convert::parse_ggml_type(type_name, &type), ErrorCode::InvalidArgument, "Unknown ggml type " + type_name);
+  Matmul plain(type_name, m, n, k, threads), packed(type_name + "x8", m, n, k, threads);
   plain.run();
-  interleaved.run();
-  Q8x8Check r{plain.output(), interleaved.output(), std::vector<float>(static_cast<size_t>(m) * n)};
-  std::vector<uint8_t> xq(kernels::q8_0x8_activation_bytes(m, k));
-  kernels::q8_0x8_quantize(interleaved.x().data(), xq.data(), m, k);
-  kernels::q8_0x8_gemm_reference(interleaved.weights().data(), xq.data(), r.reference.data(), n, k, m);
+  packed.run();
+  PackedCheck r{plain.output(), packed.output(), std::vector<float>(static_cast<size_t>(m) * n)};
+  std::vector<uint8_t> xq(kernels::int8_activation_bytes(type, m, k));
+  kernels::int8_quantize(type, packed.x().data(), xq.data(), m, k);
+  kernels::int8_gemm_reference(type, packed.weights().data(), xq.data(), r.reference.data(), n, k, m);
   return r;
 }
 

@@ -2,14 +2,14 @@
 
 #include <cmath>
 
-#include "kernels/q8_0_matmul.h"
+#include "kernels/int8_matmul.h"
 
 namespace vl3::layers {
 
 ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
-  if (!kernels::q8_0x8_is_interleaved(w)) return ggml_mul_mat(ctx, w, x);
+  if (!kernels::int8_is_packed(w)) return ggml_mul_mat(ctx, w, x);
   if (x->type != GGML_TYPE_F32 || x->nb[0] != sizeof(float)) x = ggml_cast(ctx, x, GGML_TYPE_F32);  // contiguous f32
-  return kernels::q8_0x8_mul_mat(ctx, w, x);
+  return kernels::int8_mul_mat(ctx, w, x);
 }
 
 ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b) {

@@ -7,8 +7,8 @@
 namespace vl3::layers {
 
 /**
- * y = W·x. W [in, out], x [in, n] -> [out, n]. Weights in the q8_0x8 layout go through that
- * kernel (kernels/q8_0_matmul.h); the rest through ggml_mul_mat.
+ * y = W·x. W [in, out], x [in, n] -> [out, n]. Weights packed for our int8 kernels go through
+ * them (kernels/int8_matmul.h); the rest through ggml_mul_mat.
  */
 ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x);
 

@@ -14,7 +14,7 @@
 
 #include "common/status.h"
 #include "ggml-cpu.h"
-#include "kernels/q8_0_matmul.h"
+#include "kernels/int8_matmul.h"
 
 namespace vl3 {
 namespace {
@@ -61,15 +61,16 @@ bool repackable(const GgufTensorInfo& info) {
   return (info.type == GGML_TYPE_Q4_0 || info.type == GGML_TYPE_Q4_K) && ggml_cpu_has_avx2();
 }
 
-/** Whether our interleaved Q8_0 kernel (kernels/q8_0_matmul.h) takes this matrix on a CPU backend. */
-bool interleavable(const GgufTensorInfo& info, ggml_backend_t backend) {
+/** Whether our int8 kernels (kernels/int8_matmul.h) take this matrix on a CPU backend. */
+bool packable(const GgufTensorInfo& info, ggml_backend_t backend) {
   ggml_backend_dev_t dev = ggml_backend_get_device(backend);
-  return dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU && info.type == GGML_TYPE_Q8_0 &&
-         info.n_dims == 2 && info.ne[0] % 32 == 0 && info.ne[1] % 8 == 0 && kernels::q8_0x8_enabled();
+  return dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU && info.n_dims == 2 &&
+         kernels::int8_packable(info.type, info.ne[1], info.ne[0]) && kernels::int8_matmul_enabled();
 }
 
-/** Rows [0, rows) of a Q8_0 matrix to rewrite into the q8_0x8 layout. */
-struct InterleaveJob {
+/** Rows [0, rows) of a matrix to rewrite into our packed layout. */
+struct PackJob {
+  ggml_type type;
   const uint8_t* src;
   uint8_t* dst;
   int64_t rows, cols;
@@ -80,20 +81,21 @@ struct InterleaveJob {
  * fresh destination memory and by reading the source pages, both of which scale with threads. Each
  * slice's source pages in `map` are dropped once copied, so the peak RSS stays near the copy's size.
  */
-void run_interleave(const std::vector<InterleaveJob>& jobs, const MappedFile& map) {
+void run_packing(const std::vector<PackJob>& jobs, const MappedFile& map) {
   constexpr int64_t kSlice = 512;  // rows; a multiple of 8 (one group)
-  std::vector<InterleaveJob> slices;
-  for (const InterleaveJob& j : jobs) {
-    const size_t row_bytes = ggml_row_size(GGML_TYPE_Q8_0, j.cols);
-    for (int64_t r = 0; r < j.rows; r += kSlice)
-      slices.push_back({j.src + r * row_bytes, j.dst + r * row_bytes, std::min(kSlice, j.rows - r), j.cols});
+  std::vector<PackJob> slices;
+  for (const PackJob& j : jobs) {
+    for (int64_t r = 0; r < j.rows; r += kSlice) {
+      slices.push_back({j.type, j.src + r * ggml_row_size(j.type, j.cols),
+                        j.dst + kernels::int8_packed_size(j.type, r, j.cols), std::min(kSlice, j.rows - r), j.cols});
+    }
   }
   std::atomic<size_t> next{0};
   auto work = [&]() {
     for (size_t i = next++; i < slices.size(); i = next++) {
-      const InterleaveJob& s = slices[i];
-      kernels::q8_0x8_repack(s.src, s.dst, s.rows, s.cols);
-      map.release(static_cast<uint64_t>(s.src - map.data()), ggml_row_size(GGML_TYPE_Q8_0, s.cols) * s.rows);
+      const PackJob& s = slices[i];
+      kernels::int8_pack(s.type, s.src, s.dst, s.rows, s.cols);
+      map.release(static_cast<uint64_t>(s.src - map.data()), ggml_row_size(s.type, s.cols) * s.rows);
     }
   };
   const size_t n = std::min<size_t>({8, std::max(1u, std::thread::hardware_concurrency()), slices.size()});
@@ -146,22 +148,22 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     std::vector<const GgufTensorInfo*> parts;  // empty: info is the file's tensor
     size_t group = 0;                          // index in groups_
     bool repacked = false;                     // in the group's repack buffer
-    bool interleaved = false;                  // copied into the q8_0x8 layout (kernels/q8_0_matmul.h)
+    ggml_tensor* packed = nullptr;             // bytes in our int8 kernels' layout (kernels/int8_matmul.h)
     bool mapped = false;                       // used in place in map_
   };
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
   auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
     return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
   };
-  auto will_interleave = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
-    return interleavable(info, backend) && keep_plain.count(info.name) == 0;
+  auto will_pack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
+    return packable(info, backend) && keep_plain.count(info.name) == 0;
   };
   // CPU tensors that keep the file's layout are used in place in the mapped file.
   map_ = MappedFile::open(path_);
   auto mappable = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
     ggml_backend_dev_t dev = ggml_backend_get_device(backend);
     return map_ != nullptr && dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU &&
-           !will_repack(info, backend) && !will_interleave(info, backend) && info.offset % 32 == 0 && info.offset <= map_->size() &&
+           !will_repack(info, backend) && !will_pack(info, backend) && info.offset % 32 == 0 && info.offset <= map_->size() &&
            info.nbytes <= map_->size() - info.offset;
   };
   std::vector<Loaded> loads;
@@ -180,7 +182,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     }
     const ggml_backend_t backend = place(parts.front()->name);
     const bool mapped_parts =
-        mappable(*parts.front(), backend) && !will_repack(l.info, backend) && !will_interleave(l.info, backend);
+        mappable(*parts.front(), backend) && !will_repack(l.info, backend) && !will_pack(l.info, backend);
     if (f.follows.empty() && mapped_parts) continue;  // the parts stay in place in the mapped file
     for (const GgufTensorInfo* p : parts) fused_part.insert(p->name);
     applied.insert(f.name);
@@ -199,16 +201,21 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     while (g < groups_.size() && groups_[g].backend != backend) ++g;
     if (g == groups_.size()) {
       groups_.push_back(Group{backend, repack_buffer_type(backend), ggml_init(ip), ggml_init(ip), ggml_init(ip),
-                              nullptr, nullptr, nullptr});
-      check(groups_[g].ctx != nullptr && groups_[g].repack_ctx != nullptr && groups_[g].map_ctx != nullptr,
+                              nullptr, nullptr, nullptr, ggml_init(ip)});
+      check(groups_[g].ctx != nullptr && groups_[g].repack_ctx != nullptr && groups_[g].map_ctx != nullptr &&
+                groups_[g].alias_ctx != nullptr,
             ErrorCode::OutOfMemory, "Cannot allocate the weight table");
     }
     l.group = g;
     l.repacked = will_repack(info, backend);
-    l.interleaved = will_interleave(info, backend);
+    const bool pack = will_pack(info, backend);
     l.mapped = l.parts.empty() && mappable(info, backend);
-    ggml_tensor* t = ggml_new_tensor(l.mapped ? groups_[g].map_ctx : l.repacked ? groups_[g].repack_ctx : groups_[g].ctx,
-                                     info.type, std::max(1, info.n_dims), info.ne);
+    ggml_context* ctx = l.mapped ? groups_[g].map_ctx : l.repacked ? groups_[g].repack_ctx : pack ? groups_[g].alias_ctx : groups_[g].ctx;
+    ggml_tensor* t = ggml_new_tensor(ctx, info.type, std::max(1, info.n_dims), info.ne);
+    if (pack) {
+      l.packed = ggml_new_tensor_1d(groups_[g].ctx, GGML_TYPE_I8,
+                                    static_cast<int64_t>(kernels::int8_packed_size(info.type, info.ne[1], info.ne[0])));
+    }
     ggml_set_name(t, info.name.c_str());
     check(ggml_nbytes(t) == info.nbytes, ErrorCode::InvalidModel,
           format("%s: tensor %s size does not match its shape", path_.c_str(), info.name.c_str()));
@@ -234,8 +241,15 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       ggml_backend_buffer_set_usage(grp.map_buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     }
   }
+  for (const Loaded& l : loads) {  // packed: the alias of the original type goes on its bytes
+    if (l.packed == nullptr) continue;
+    ggml_tensor* t = tensors_[l.info.name];
+    check(ggml_backend_tensor_alloc(groups_[l.group].buffer, t, l.packed->data) == GGML_STATUS_SUCCESS,
+          ErrorCode::Internal, format("%s: cannot place tensor %s", path_.c_str(), l.info.name.c_str()));
+    kernels::int8_mark(t);
+  }
   std::vector<uint8_t> staging;
-  std::vector<InterleaveJob> interleave;  // q8_0x8 matrices copied straight from the mapped file
+  std::vector<PackJob> pack_jobs;  // packed matrices copied straight from the mapped file
   auto in_map = [&](const GgufTensorInfo* p) {
     return map_ != nullptr && p->offset <= map_->size() && p->nbytes <= map_->size() - p->offset && p->ne[1] % 8 == 0;
   };
@@ -250,20 +264,19 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       mapped_bytes_ += info.nbytes;
       continue;
     }
-    if (l.interleaved) {
+    if (l.packed != nullptr) {
       std::vector<const GgufTensorInfo*> parts = l.parts;
       if (parts.empty()) parts.push_back(&info);
-      if (std::all_of(parts.begin(), parts.end(), in_map)) {  // parts of whole groups: repack each in place
+      if (std::all_of(parts.begin(), parts.end(), in_map)) {  // parts of whole groups: pack each from the map
         uint8_t* dst = static_cast<uint8_t*>(t->data);
         for (const GgufTensorInfo* p : parts) {
-          interleave.push_back({map_->data() + p->offset, dst, p->ne[1], p->ne[0]});
-          dst += p->nbytes;
+          pack_jobs.push_back({p->type, map_->data() + p->offset, dst, p->ne[1], p->ne[0]});
+          dst += kernels::int8_packed_size(p->type, p->ne[1], p->ne[0]);
         }
-        kernels::q8_0x8_mark(t);
         continue;
       }
     }
-    const bool direct = !l.repacked && !l.interleaved && ggml_backend_buffer_is_host(grp.buffer);
+    const bool direct = !l.repacked && l.packed == nullptr && ggml_backend_buffer_is_host(grp.buffer);
     // Straight into place on the host; else through staging (device memory, or a layout rewritten
     // as it is copied, which needs the whole tensor at once).
     uint8_t* dst = direct ? static_cast<uint8_t*>(t->data) : nullptr;
@@ -279,14 +292,13 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
         dst += p->nbytes;
       }
     }
-    if (l.interleaved) {  // a host buffer (CPU backend)
-      kernels::q8_0x8_repack(staging.data(), t->data, info.ne[1], info.ne[0]);
-      kernels::q8_0x8_mark(t);
+    if (l.packed != nullptr) {  // a host buffer (CPU backend)
+      kernels::int8_pack(info.type, staging.data(), t->data, info.ne[1], info.ne[0]);
     } else if (!direct) {
       ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
     }
   }
-  if (!interleave.empty()) run_interleave(interleave, *map_);
+  if (!pack_jobs.empty()) run_packing(pack_jobs, *map_);
   if (mapped_bytes_ == 0) map_.reset();
 }
 
@@ -296,6 +308,7 @@ void Weights::release() {
   for (Group& g : groups_) {
     if (g.map_buffer != nullptr) ggml_backend_buffer_free(g.map_buffer);
     if (g.map_ctx != nullptr) ggml_free(g.map_ctx);
+    if (g.alias_ctx != nullptr) ggml_free(g.alias_ctx);
     if (g.repack_buffer != nullptr) ggml_backend_buffer_free(g.repack_buffer);
     if (g.buffer != nullptr) ggml_backend_buffer_free(g.buffer);
     if (g.repack_ctx != nullptr) ggml_free(g.repack_ctx);

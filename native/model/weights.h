@@ -22,8 +22,8 @@ class Weights {
   /**
    * Loads all tensors of `file` into buffers of `backend`. On the CPU, matrices whose type has
    * an interleaved ("repacked") matmul kernel for this CPU go into ggml's CPU_REPACK buffer (the
-   * layout llama.cpp uses), and Q8_0 matrices into our q8_0x8 layout where that kernel is on
-   * (kernels/q8_0_matmul.h; multiply them with layers::matmul); `no_repack` names tensors that
+   * layout llama.cpp uses), and Q8_0 / Q6_K matrices into our packed layout where those kernels are
+   * on (kernels/int8_matmul.h; multiply them with layers::matmul); `no_repack` names tensors that
    * must keep the plain layout (rows read by get_rows). The other CPU tensors are used in place in the memory-mapped file (no copy, pages
    * shared through the page cache); elsewhere, or where mapping fails, tensors are read into
    * backend memory. Throws vl3::Error.
@@ -60,7 +60,11 @@ class Weights {
   size_t bytes() const;
 
  private:
-  /** The tensors on one backend: copied ones, those in its CPU_REPACK buffer, and (CPU) mapped ones. */
+  /**
+   * The tensors on one backend: copied ones, those in its CPU_REPACK buffer, (CPU) mapped ones, and
+   * (CPU) ones packed for our int8 kernels: byte tensors in `ctx` with an alias of the original type
+   * and shape in `alias_ctx` placed on each.
+   */
   struct Group {
     ggml_backend_t backend = nullptr;
     ggml_backend_buffer_type_t repack_buft = nullptr;  // the backend's CPU_REPACK type, if any
@@ -70,6 +74,7 @@ class Weights {
     ggml_backend_buffer_t buffer = nullptr;
     ggml_backend_buffer_t repack_buffer = nullptr;
     ggml_backend_buffer_t map_buffer = nullptr;  // over map_: tensors used in place in the file
+    ggml_context* alias_ctx = nullptr;
   };
   void load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack,
             const std::vector<Fusion>& fusions);

@@ -1,0 +1,346 @@
+#include "kernels/int8_matmul.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "ggml-cpu.h"
+
+namespace vl3::kernels {
+namespace {
+
+constexpr int kRows = 8;  // rows per group
+
+/** What differs between the packed types. */
+struct Format {
+  int64_t block;         // columns per block
+  size_t plain_block;    // bytes of one block of the file's type
+  size_t group_block;    // bytes of one packed group-block
+  size_t quants;         // offset of the quant vectors in a group-block
+  ggml_type act_type;    // ggml's activation type for this weight type
+  size_t act_block;      // bytes of one block of act_type
+  size_t act_qs;         // offset of the int8 quants in an act_type block
+};
+// Q8_0: 8 fp16 scales + 8 x 32 quants. Q6_K: 8 fp16 scales + 16 x 8 int8 sub-block scales + 8 x 256 quants.
+constexpr Format kQ8_0{32, 34, 16 + 8 * 32, 16, GGML_TYPE_Q8_0, 34, 2};
+constexpr Format kQ6_K{256, 210, 16 + 128 + 8 * 256, 16 + 128, GGML_TYPE_Q8_K, 292, 4};
+
+const Format& format_of(ggml_type type) { return type == GGML_TYPE_Q6_K ? kQ6_K : kQ8_0; }
+
+// The tag int8_mark stores in ggml_tensor::extra (unused by plain CPU buffers; ggml's own
+// extra-buffer kernels check the buffer type before reading it).
+const char kPackedTag = 0;
+
+inline float f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return ggml_fp16_to_fp32(h);
+}
+
+// Activation rows as the kernels read them: nb float scales, then nb blocks of int8 quants.
+size_t act_row_bytes(const Format& f, int64_t nb) { return static_cast<size_t>(nb) * (4 + f.block); }
+
+// One f32 row of k values -> an activation row (ggml's quantizer, then the layout above).
+void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std::vector<uint8_t>& plain) {
+  const int64_t nb = k / f.block;
+  plain.resize(static_cast<size_t>(nb) * f.act_block);
+  ggml_get_type_traits_cpu(f.act_type)->from_float(x, plain.data(), k);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = plain.data() + b * f.act_block;
+    float d;
+    if (f.act_type == GGML_TYPE_Q8_0) {
+      d = f16(blk);
+    } else {
+      std::memcpy(&d, blk, 4);
+    }
+    std::memcpy(out + b * 4, &d, 4);
+    std::memcpy(out + nb * 4 + b * f.block, blk + f.act_qs, static_cast<size_t>(f.block));
+  }
+}
+
+// Column i of a Q6_K block as int8 (q - 32): low 4 bits from ql, high 2 bits from qh (ggml's
+// block_q6_K: ql[128], qh[64], scales[16], d). Within each half of 128 columns, quarter j of 32
+// columns takes ql[l] low nibbles, ql[l + 32] low, ql[l] high, ql[l + 32] high, with qh[l] bits 2j..2j+1.
+inline int8_t q6_value(const uint8_t* blk, int i) {
+  const int half = i / 128, j = (i % 128) / 32, l = i % 32;
+  const uint8_t ql = blk[half * 64 + l + (j % 2) * 32];
+  const uint8_t qh = blk[128 + half * 32 + l];
+  const int lo = j < 2 ? (ql & 0xF) : (ql >> 4);
+  return static_cast<int8_t>((lo | (((qh >> (2 * j)) & 3) << 4)) - 32);
+}
+
+// ---- AVX2 kernels -------------------------------------------------------------------------------
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define VL3_INT8_SIMD 1
+#define VL3_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// One weight vector (8 rows x 4 columns) as maddubs operands: |w| (unsigned; -128 gives 128, which
+// the file's Q8_0 can hold) and w itself, whose signs the activations take (they stay in -127..127).
+struct Weights4 {
+  __m256i abs, w;
+};
+VL3_AVX2 inline Weights4 weight_vector(const uint8_t* q, int c) {
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+  return {_mm256_sign_epi8(w, w), w};
+}
+// 16 int16 sums of pairs: row r's two columns pairs of |w|·(x·sign w) in lanes 2r, 2r+1.
+VL3_AVX2 inline __m256i products(const Weights4& v, const int8_t* x, int c) {
+  int32_t x4;
+  std::memcpy(&x4, x + 4 * c, 4);
+  return _mm256_maddubs_epi16(v.abs, _mm256_sign_epi8(_mm256_set1_epi32(x4), v.w));
+}
+
+// The 8 rows' int32 dot products with activation row t (x[t] at this block) over one Q8_0 group-block.
+template <int T>
+VL3_AVX2 inline void dots_q8_0(const uint8_t* g, const int8_t* const* x, __m256i* dot) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+  for (int c = 0; c < 8; ++c) {
+    const Weights4 v = weight_vector(g + kQ8_0.quants, c);
+    for (int t = 0; t < T; ++t) dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(products(v, x[t], c), ones));
+  }
+}
+
+// The same over one Q6_K group-block: per 16 columns, four products summed in int16 (|q - 32| <= 32
+// and |x| <= 127 keep them under 4 * 8128 = 32512), then madd by the rows' sub-block scales.
+template <int T>
+VL3_AVX2 inline void dots_q6_K(const uint8_t* g, const int8_t* const* x, __m256i* dot) {
+  const uint8_t* q = g + kQ6_K.quants;
+  for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
+  for (int s = 0; s < 16; ++s) {
+    // rows' scales as int16, each twice: [s0, s0, s1, s1, ..., s7, s7] (maddubs gives 2 lanes a row)
+    const __m128i sc = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 16 + 8 * s)));
+    const __m256i scale = _mm256_set_m128i(_mm_unpackhi_epi16(sc, sc), _mm_unpacklo_epi16(sc, sc));
+    const Weights4 v0 = weight_vector(q, 4 * s), v1 = weight_vector(q, 4 * s + 1), v2 = weight_vector(q, 4 * s + 2),
+                   v3 = weight_vector(q, 4 * s + 3);
+    for (int t = 0; t < T; ++t) {
+      __m256i p = _mm256_add_epi16(products(v0, x[t], 4 * s), products(v1, x[t], 4 * s + 1));
+      p = _mm256_add_epi16(p, _mm256_add_epi16(products(v2, x[t], 4 * s + 2), products(v3, x[t], 4 * s + 3)));
+      dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(p, scale));
+    }
+  }
+}
+
+// T activation rows (from `x`, `row_bytes` apart) against blocks [0, nb) of one 8-row group `g`;
+// y[t * n + r] gets row r's output for activation row t.
+template <ggml_type Type, int T>
+VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t row_bytes, float* y, int64_t n,
+                         bool prefetch) {
+  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : kQ8_0;
+  const float* xd[T];
+  const int8_t* xq[T];
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) {
+    const uint8_t* row = x + t * row_bytes;
+    xd[t] = reinterpret_cast<const float*>(row);
+    xq[t] = reinterpret_cast<const int8_t*>(row + nb * 4);
+    acc[t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b, g += f.group_block) {
+    if (prefetch) {  // decode: the weights stream from memory once; stay ~1 KiB ahead
+      for (size_t l = 0; l < f.group_block; l += 64) _mm_prefetch(reinterpret_cast<const char*>(g) + 1024 + l, _MM_HINT_T0);
+    }
+    __m256i dot[T];
+    if constexpr (Type == GGML_TYPE_Q6_K) {
+      dots_q6_K<T>(g, xq, dot);
+    } else {
+      dots_q8_0<T>(g, xq, dot);
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    for (int t = 0; t < T; ++t) {
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+      xq[t] += f.block;
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + t * n, acc[t]);
+}
+
+// Groups [g0, g1) x activation rows [0, m) of the product. Rows go in chunks whose activations
+// stay in L2 while every group of this thread passes over them, 4 at a time sharing each weight load.
+template <ggml_type Type>
+VL3_AVX2 void gemm_avx2(const uint8_t* w, const uint8_t* xq, float* y, int64_t n, int64_t nb, int64_t m,
+                        int64_t g0, int64_t g1) {
+  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : kQ8_0;
+  constexpr int T = 4;
+  constexpr int64_t l2 = 192 << 10;  // bytes of activations per chunk (of a 512 KiB L2)
+  const size_t row_bytes = act_row_bytes(f, nb);
+  const size_t group_bytes = static_cast<size_t>(nb) * f.group_block;
+  const int64_t chunk = std::max<int64_t>(T, static_cast<int64_t>(l2 / row_bytes) / T * T);
+  const bool prefetch = m <= 2;
+  for (int64_t j0 = 0; j0 < m; j0 += chunk) {
+    const int64_t j1 = std::min(m, j0 + chunk);
+    for (int64_t gi = g0; gi < g1; ++gi) {
+      const uint8_t* g = w + gi * group_bytes;
+      float* yg = y + gi * kRows;
+      int64_t j = j0;
+      for (; j + T <= j1; j += T) group_rows<Type, T>(g, nb, xq + j * row_bytes, row_bytes, yg + j * n, n, false);
+      for (; j < j1; ++j) group_rows<Type, 1>(g, nb, xq + j * row_bytes, row_bytes, yg + j * n, n, prefetch);
+    }
+  }
+}
+#endif
+
+bool cpu_has_avx2_fma_f16c() {
+#if defined(VL3_INT8_SIMD)
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+// ---- graph ops ----------------------------------------------------------------------------------
+
+// dst [act_row_bytes, rows] int8 <- src[0] f32 rows (quantize_row); userdata: the weights' Format.
+void quantize_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
+  const Format& f = *static_cast<const Format*>(userdata);
+  const ggml_tensor* x = dst->src[0];
+  const int64_t rows = ggml_nrows(x);
+  const int64_t r0 = rows * ith / nth, r1 = rows * (ith + 1) / nth;
+  std::vector<uint8_t> plain;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t i1 = r % x->ne[1], i2 = (r / x->ne[1]) % x->ne[2], i3 = r / (x->ne[1] * x->ne[2]);
+    const char* src = static_cast<const char*>(x->data) + i1 * x->nb[1] + i2 * x->nb[2] + i3 * x->nb[3];
+    quantize_row(f, reinterpret_cast<const float*>(src), static_cast<uint8_t*>(dst->data) + r * dst->nb[1], x->ne[0],
+                 plain);
+  }
+}
+
+// dst [n, rows] f32 <- src[0] packed weights [k, n] · src[1] quantized activations.
+void gemm_op(ggml_tensor* dst, int ith, int nth, void*) {
+  const ggml_tensor* w = dst->src[0];
+  const ggml_tensor* xq = dst->src[1];
+  const int64_t n = w->ne[1], nb = w->ne[0] / format_of(w->type).block, m = ggml_nrows(xq), groups = n / kRows;
+  const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+  const auto* wd = static_cast<const uint8_t*>(w->data);
+  const auto* xd = static_cast<const uint8_t*>(xq->data);
+  auto* yd = static_cast<float*>(dst->data);
+#if defined(VL3_INT8_SIMD)
+  if (cpu_has_avx2_fma_f16c()) {
+    if (w->type == GGML_TYPE_Q6_K) {
+      gemm_avx2<GGML_TYPE_Q6_K>(wd, xd, yd, n, nb, m, g0, g1);
+    } else {
+      gemm_avx2<GGML_TYPE_Q8_0>(wd, xd, yd, n, nb, m, g0, g1);
+    }
+    return;
+  }
+#endif
+  // Not reached in practice (int8_matmul_enabled requires AVX2); kept correct for completeness.
+  if (ith == 0) int8_gemm_reference(w->type, wd, xd, yd, n, w->ne[0], m);
+}
+
+// gemm_op through the scalar reference (test hook VL3_TEST_INT8_REFERENCE: whole models on it).
+void gemm_reference_op(ggml_tensor* dst, int ith, int nth, void*) {
+  const ggml_tensor* w = dst->src[0];
+  if (ith == 0) {
+    int8_gemm_reference(w->type, w->data, dst->src[1]->data, static_cast<float*>(dst->data), w->ne[1], w->ne[0],
+                        ggml_nrows(dst->src[1]));
+  }
+}
+
+}  // namespace
+
+bool int8_matmul_enabled() {
+  const char* env = std::getenv("VL3_CPU_KERNELS");
+  if (env != nullptr && std::strcmp(env, "ggml") == 0) return false;
+  return cpu_has_avx2_fma_f16c() && !ggml_cpu_has_avx512();
+}
+
+bool int8_packable(ggml_type type, int64_t rows, int64_t cols) {
+  if (type != GGML_TYPE_Q8_0 && type != GGML_TYPE_Q6_K) return false;
+  return rows > 0 && rows % kRows == 0 && cols > 0 && cols % format_of(type).block == 0;
+}
+
+size_t int8_packed_size(ggml_type type, int64_t rows, int64_t cols) {
+  const Format& f = format_of(type);
+  return static_cast<size_t>(rows / kRows) * static_cast<size_t>(cols / f.block) * f.group_block;
+}
+
+void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t cols) {
+  const Format& f = format_of(type);
+  const int64_t nb = cols / f.block;
+  const auto* s = static_cast<const uint8_t*>(src);
+  auto* d = static_cast<uint8_t*>(dst);
+  for (int64_t g = 0; g < rows / kRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b, d += f.group_block) {
+      for (int r = 0; r < kRows; ++r) {
+        const uint8_t* blk = s + ((g * kRows + r) * nb + b) * f.plain_block;
+        uint8_t* q = d + f.quants + r * 4;  // row r's dword in each vector
+        if (type == GGML_TYPE_Q6_K) {
+          std::memcpy(d + r * 2, blk + 208, 2);                                         // d
+          for (int sb = 0; sb < 16; ++sb) d[16 + sb * 8 + r] = blk[192 + sb];           // scales
+          for (int i = 0; i < 256; ++i) q[(i / 4) * 32 + i % 4] = static_cast<uint8_t>(q6_value(blk, i));
+        } else {
+          std::memcpy(d + r * 2, blk, 2);
+          for (int c = 0; c < 8; ++c) std::memcpy(q + c * 32, blk + 2 + 4 * c, 4);
+        }
+      }
+    }
+  }
+}
+
+void int8_mark(ggml_tensor* w) { w->extra = const_cast<char*>(&kPackedTag); }
+
+bool int8_is_packed(const ggml_tensor* w) { return w->extra == &kPackedTag; }
+
+ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
+  const Format& f = format_of(w->type);
+  const auto row_bytes = static_cast<int64_t>(act_row_bytes(f, w->ne[0] / f.block));
+  ggml_tensor* xq = ggml_custom_4d(ctx, GGML_TYPE_I8, row_bytes, x->ne[1], x->ne[2], x->ne[3], &x, 1, quantize_op,
+                                   GGML_N_TASKS_MAX, const_cast<Format*>(&f));  // [row_bytes, m, ...]
+  ggml_tensor* args[2] = {w, xq};
+  const bool reference = std::getenv("VL3_TEST_INT8_REFERENCE") != nullptr;
+  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, 2,
+                        reference ? gemm_reference_op : gemm_op, GGML_N_TASKS_MAX, nullptr);  // [n, m, ...]
+}
+
+void int8_quantize(ggml_type type, const float* x, void* out, int64_t m, int64_t k) {
+  const Format& f = format_of(type);
+  std::vector<uint8_t> plain;
+  for (int64_t j = 0; j < m; ++j)
+    quantize_row(f, x + j * k, static_cast<uint8_t*>(out) + j * act_row_bytes(f, k / f.block), k, plain);
+}
+
+size_t int8_activation_bytes(ggml_type type, int64_t m, int64_t k) {
+  const Format& f = format_of(type);
+  return static_cast<size_t>(m) * act_row_bytes(f, k / f.block);
+}
+
+void int8_gemm_reference(ggml_type type, const void* w, const void* xq, float* y, int64_t n, int64_t k, int64_t m) {
+  const Format& f = format_of(type);
+  const int64_t nb = k / f.block;
+  const auto* wd = static_cast<const uint8_t*>(w);
+  for (int64_t j = 0; j < m; ++j) {
+    const uint8_t* row = static_cast<const uint8_t*>(xq) + j * act_row_bytes(f, nb);
+    const auto* xv = reinterpret_cast<const int8_t*>(row + nb * 4);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t g = i / kRows, r = i % kRows;
+      float acc = 0.f;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* gb = wd + (g * nb + b) * f.group_block;
+        const auto* wq = reinterpret_cast<const int8_t*>(gb + f.quants);
+        const int8_t* x = xv + b * f.block;
+        int32_t dot = 0;
+        for (int64_t s = 0; s < f.block / 16; ++s) {  // 16-column sub-blocks (Q6_K's scales; 1 for Q8_0)
+          int32_t part = 0;
+          for (int64_t e = 16 * s; e < 16 * (s + 1); ++e) part += static_cast<int32_t>(wq[(e / 4) * 32 + r * 4 + e % 4]) * x[e];
+          dot += type == GGML_TYPE_Q6_K ? part * static_cast<int8_t>(gb[16 + s * 8 + r]) : part;
+        }
+        float dx;
+        std::memcpy(&dx, row + b * 4, 4);
+        acc = std::fma(static_cast<float>(dot), f16(gb + r * 2) * dx, acc);
+      }
+      y[j * n + i] = acc;
+    }
+  }
+}
+
+}  // namespace vl3::kernels
