@@ -226,10 +226,10 @@ export interface NativeBinding {
       opts: { patchSize: number; mergeSize: number; threshold: number; mean: number[]; std: number[]; device: NativeKernelDevice },
     ): Promise<Uint8Array>;
     mergeTokens(x: Float32Array, rows: number, dim: number, merge: number, opts?: { device: NativeKernelDevice }): Promise<Float32Array>;
-    /** Whether Q8_0/Q6_K matmuls use our packed int8 CPU kernels (native/kernels/int8_matmul.h) here. */
+    /** Whether Q8_0/Q6_K/Q4_K matmuls use our packed CPU kernels (native/kernels/int8_matmul.h) here. */
     int8Matmul(): boolean;
-    /** One random q8_0 or q6_K product three ways: ggml's mul_mat, our packed kernel and its scalar reference ([m][n] each). */
-    int8MatmulCheck(type: 'q8_0' | 'q6_K', m: number, n: number, k: number, threads: number): Promise<{
+    /** One random q8_0, q6_K or q4_K product three ways: ggml's mul_mat, our packed kernel and its scalar reference ([m][n] each). */
+    int8MatmulCheck(type: 'q8_0' | 'q6_K' | 'q4_K', m: number, n: number, k: number, threads: number): Promise<{
       ggml: Float32Array;
       packed: Float32Array;
       reference: Float32Array;

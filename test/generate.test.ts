@@ -282,12 +282,12 @@ describe('devices', () => {
   });
 
   const int8Matmul = native().kernels.int8Matmul();
-  it.skipIf(!int8Matmul)('Q8_0 and Q6_K matrices packed for our int8 kernels give the logits, tokens and vision tokens of ggml\'s matmuls and of their scalar reference, plain and split', async () => {
-    // VL3_CPU_KERNELS=ggml keeps Q8_0 and Q6_K in ggml's layout and kernels (mapped, unfused); by
-    // default this AVX2 machine packs the decoder's and the vision tower's Q8_0 and Q6_K matrices
-    // (and so fuses q/k/v and gate/up where types agree). Same quantized integers, so only float
+  it.skipIf(!int8Matmul)('Q8_0, Q6_K and Q4_K matrices packed for our kernels give the logits, tokens and vision tokens of ggml\'s matmuls and of their scalar reference, plain and split', async () => {
+    // VL3_CPU_KERNELS=ggml keeps Q8_0, Q6_K and Q4_K on ggml's layouts and kernels; by default this
+    // AVX2 machine packs the decoder's and the vision tower's Q8_0, Q6_K and Q4_K matrices (and so
+    // fuses q/k/v and gate/up where types agree). Same quantized integers, so only float
     // summation order differs from ggml: checked on the 64-wide model. The 256-wide random model
-    // (where q4_k_m has Q6_K matrices) is chaotic (one float ulp on every matmul output moves its
+    // (where q4_k_m has Q4_K and Q6_K matrices) is chaotic (one float ulp on every matmul output moves its
     // logits by ~2 %), so there the SIMD kernels are checked against their scalar reference
     // (VL3_TEST_INT8_REFERENCE), which they must match bit for bit.
     const prompt = 'The quick brown fox';
@@ -335,8 +335,8 @@ describe('devices', () => {
   it('weights used in place in the mapped file give the logits and tokens of weights read into memory', async () => {
     const prompt = 'The quick brown fox';
     const mappedFiles = () => (process.platform === 'linux' ? readFileSync('/proc/self/maps', 'utf8') : '');
-    // 256 wide, q4_k_m gives q4_K matrices (repacked, so copied, so fused: gate/up, and q/k/v in the
-    // layer whose attn_v is not 6-bit) beside mapped q6_K/f32 tensors in one model.
+    // 256 wide, q4_k_m gives q4_K and q6_K matrices (packed for the CPU kernels, so copied, so fused:
+    // gate/up, and q/k/v in the layer whose attn_v is not 6-bit) beside mapped f32 tensors in one model.
     const wide = join(work, 'hf256');
     makeTinyCheckpoint(wide, { layout: 'video_llama_3', tied: true, dtype: 'F32', values: 'normal', text: { layers: 2, hidden: 256, intermediate: 512 } });
     for (const [type, src] of [['f32', join(work, 'hf')], ['q8_0', join(work, 'hf')], ['q4_k_m', wide]] as const) {

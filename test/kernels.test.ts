@@ -189,7 +189,7 @@ describe.skipIf(gpuReason !== '')(`CUDA kernels match their CPU references${gpuR
   });
 });
 
-// Our packed int8 CPU kernels (native/kernels/int8_matmul.h) that replace ggml's Q8_0 and Q6_K
+// Our packed CPU kernels (native/kernels/int8_matmul.h) that replace ggml's Q8_0, Q6_K and Q4_K
 // matmuls on AVX2 machines: bit-identical to their scalar reference, and equal to ggml's mul_mat up
 // to float summation order (same activation quantizer, same integer dot products).
 const int8Reason = kernels.int8Matmul()
@@ -209,6 +209,11 @@ describe.skipIf(int8Reason !== '')(`int8 matmul kernels${int8Reason ? ` (skipped
     ['q6_K', 5, 24, 512, 2],
     ['q6_K', 70, 40, 1536, 3],
     ['q6_K', 21, 16, 8960, 2],
+    ['q4_K', 1, 8, 256, 1],
+    ['q4_K', 1, 64, 1536, 2],
+    ['q4_K', 5, 24, 512, 2],
+    ['q4_K', 70, 40, 1536, 3],
+    ['q4_K', 21, 16, 8960, 2],
   ] as const)('%s m=%i n=%i k=%i threads=%i', async (type, m, n, k, threads) => {
     const r = await kernels.int8MatmulCheck(type, m, n, k, threads);
     expect(Buffer.from(r.packed.buffer).equals(Buffer.from(r.reference.buffer))).toBe(true);

@@ -7,9 +7,9 @@
 //     -> Promise<Uint8Array>      (prev and cur: RGB bytes of two resized frames of width x height)
 //   kernels.mergeTokens(x: Float32Array, rows, dim, merge, opts{ device }) -> Promise<Float32Array>
 // device 'cpu' runs the CPU reference, 'cuda' the kernel (DEVICE_UNAVAILABLE when it cannot run).
-//   kernels.int8Matmul() -> boolean (whether Q8_0/Q6_K matmuls use our packed CPU kernels here)
+//   kernels.int8Matmul() -> boolean (whether Q8_0/Q6_K/Q4_K matmuls use our packed CPU kernels here)
 //   kernels.int8MatmulCheck(type, m, n, k, threads) -> Promise<{ ggml, packed, reference: Float32Array }>
-//     (one random q8_0 or q6_K product three ways; kernels/int8_matmul.h)
+//     (one random q8_0, q6_K or q4_K product three ways; kernels/int8_matmul.h)
 #include <array>
 #include <cmath>
 #include <memory>
@@ -136,9 +136,9 @@ Napi::Value MergeTokens(const Napi::CallbackInfo& info) {
 Napi::Value Int8MatmulCheck(const Napi::CallbackInfo& info) {
   constexpr const char* fn = "kernels.int8MatmulCheck";
   Napi::Env env = info.Env();
-  if (!info[0].IsString()) throw_expected(env, fn, "type", "'q8_0' or 'q6_K'", info[0]);
+  if (!info[0].IsString()) throw_expected(env, fn, "type", "'q8_0', 'q6_K' or 'q4_K'", info[0]);
   const std::string type = info[0].As<Napi::String>().Utf8Value();
-  if (type != "q8_0" && type != "q6_K") throw_expected(env, fn, "type", "'q8_0' or 'q6_K'", info[0]);
+  if (type != "q8_0" && type != "q6_K" && type != "q4_K") throw_expected(env, fn, "type", "'q8_0', 'q6_K' or 'q4_K'", info[0]);
   const auto m = static_cast<int>(integer_arg(env, fn, "m", info[1], 1, 4096));
   const auto n = static_cast<int>(integer_arg(env, fn, "n", info[2], 8, 65536));
   const auto k = static_cast<int>(integer_arg(env, fn, "k", info[3], 32, 65536));

@@ -17,7 +17,7 @@ namespace vl3::bench {
 namespace {
 
 // One Y[m,n] = X[m,k] · W[n,k]^T graph on the ggml CPU backend, W and X random (seeded).
-// "q8_0x8" / "q6_Kx8": Q8_0 / Q6_K weights packed for kernels::int8_mul_mat.
+// "q8_0x8" / "q6_Kx8" / "q4_Kx8": those weights packed for kernels::int8_mul_mat.
 class Matmul {
  public:
   Matmul(const std::string& type_name, int m, int n, int k, int threads)
@@ -31,7 +31,7 @@ class Matmul {
     check(k % ggml_blck_size(type) == 0, ErrorCode::InvalidArgument,
           format("k = %d is not a multiple of %s's block size", k, type_name.c_str()));
     check(!packed || (kernels::int8_packable(type, n, k) && kernels::int8_matmul_enabled()), ErrorCode::InvalidArgument,
-          type_name + " needs a Q8_0 or Q6_K type, n % 8 == 0, and an AVX2 CPU without AVX-512 in this build "
+          type_name + " needs a Q8_0, Q6_K or Q4_K type, n % 8 == 0, and an AVX2 CPU without AVX-512 in this build "
                       "(and VL3_CPU_KERNELS unset)");
     check(threads >= 1 && threads <= 512, ErrorCode::InvalidArgument, "threads must be 1..512");
 

@@ -14,12 +14,12 @@ struct MatmulResult {
 
 /**
  * Times Y[m,n] = X[m,k] · W[n,k]^T with W stored as `type` (f32, f16, bf16, q8_0, q4_K...,
- * or q8_0x8 / q6_Kx8: packed for our interleaved kernels, kernels/int8_matmul.h)
+ * or q8_0x8 / q6_Kx8 / q4_Kx8: packed for our interleaved kernels, kernels/int8_matmul.h)
  * and X f32, on the ggml CPU backend with `threads` threads; best of `reps` after a warm-up.
  */
 MatmulResult run_matmul(const std::string& type, int m, int n, int k, int threads, int reps);
 
-/** One random q8_0 or q6_K product three ways: ggml's mul_mat, our packed kernel and its scalar reference. */
+/** One random q8_0, q6_K or q4_K product three ways: ggml's mul_mat, our packed kernel and its scalar reference. */
 struct PackedCheck {
   std::vector<float> ggml, packed, reference;  // [m][n] each
 };

@@ -26,12 +26,18 @@ struct Format {
   ggml_type act_type;    // ggml's activation type for this weight type
   size_t act_block;      // bytes of one block of act_type
   size_t act_qs;         // offset of the int8 quants in an act_type block
+  bool sums;             // activation rows also carry int16 sums of each 32 quants (Q4_K's mins)
 };
-// Q8_0: 8 fp16 scales + 8 x 32 quants. Q6_K: 8 fp16 scales + 16 x 8 int8 sub-block scales + 8 x 256 quants.
-constexpr Format kQ8_0{32, 34, 16 + 8 * 32, 16, GGML_TYPE_Q8_0, 34, 2};
-constexpr Format kQ6_K{256, 210, 16 + 128 + 8 * 256, 16 + 128, GGML_TYPE_Q8_K, 292, 4};
+// Q8_0: 8 fp16 scales + 8 x 32 quants. Q6_K: 8 fp16 scales + 16 x 8 int8 sub-block scales + 8 x 256
+// quants. Q4_K: 8 fp16 scales + 8 fp16 min scales + 8 x 8 6-bit scales + 8 x 8 6-bit mins + 8 x 256
+// 4-bit quants (two columns a byte).
+constexpr Format kQ8_0{32, 34, 16 + 8 * 32, 16, GGML_TYPE_Q8_0, 34, 2, false};
+constexpr Format kQ6_K{256, 210, 16 + 128 + 8 * 256, 16 + 128, GGML_TYPE_Q8_K, 292, 4, false};
+constexpr Format kQ4_K{256, 144, 16 + 16 + 64 + 64 + 8 * 128, 16 + 16 + 64 + 64, GGML_TYPE_Q8_K, 292, 4, true};
 
-const Format& format_of(ggml_type type) { return type == GGML_TYPE_Q6_K ? kQ6_K : kQ8_0; }
+const Format& format_of(ggml_type type) {
+  return type == GGML_TYPE_Q6_K ? kQ6_K : type == GGML_TYPE_Q4_K ? kQ4_K : kQ8_0;
+}
 
 // The tag int8_mark stores in ggml_tensor::extra (unused by plain CPU buffers; ggml's own
 // extra-buffer kernels check the buffer type before reading it).
@@ -43,8 +49,11 @@ inline float f16(const uint8_t* p) {
   return ggml_fp16_to_fp32(h);
 }
 
-// Activation rows as the kernels read them: nb float scales, then nb blocks of int8 quants.
-size_t act_row_bytes(const Format& f, int64_t nb) { return static_cast<size_t>(nb) * (4 + f.block); }
+// Activation rows as the kernels read them: nb float scales, then nb blocks of int8 quants, then
+// (f.sums) for each block the int16 sums of each 32 quants.
+size_t act_row_bytes(const Format& f, int64_t nb) {
+  return static_cast<size_t>(nb) * (4 + f.block + (f.sums ? 2 * f.block / 32 : 0));
+}
 
 // One f32 row of k values -> an activation row (ggml's quantizer, then the layout above).
 void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std::vector<uint8_t>& plain) {
@@ -61,6 +70,11 @@ void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std:
     }
     std::memcpy(out + b * 4, &d, 4);
     std::memcpy(out + nb * 4 + b * f.block, blk + f.act_qs, static_cast<size_t>(f.block));
+    for (int64_t sb = 0; f.sums && sb < f.block / 32; ++sb) {  // from the exact quants (not Q8_K's own sums)
+      int16_t sum = 0;
+      for (int e = 0; e < 32; ++e) sum = static_cast<int16_t>(sum + static_cast<int8_t>(blk[f.act_qs + sb * 32 + e]));
+      std::memcpy(out + nb * (4 + f.block) + (b * f.block / 32 + sb) * 2, &sum, 2);
+    }
   }
 }
 
@@ -73,6 +87,24 @@ inline int8_t q6_value(const uint8_t* blk, int i) {
   const uint8_t qh = blk[128 + half * 32 + l];
   const int lo = j < 2 ? (ql & 0xF) : (ql >> 4);
   return static_cast<int8_t>((lo | (((qh >> (2 * j)) & 3) << 4)) - 32);
+}
+
+// Column i of a Q4_K block (0..15) and its 6-bit scale and min (ggml's block_q4_K: d, dmin,
+// scales[12], qs[128]). Columns 64j..64j+31 are the low nibbles of qs[32j..32j+31], the next 32 the
+// high nibbles; sub-block s = i / 32 has scale and min packed 6 bits each in scales[12].
+inline uint8_t q4_value(const uint8_t* blk, int i) {
+  const uint8_t q = blk[16 + (i / 64) * 32 + i % 32];
+  return (i % 64) < 32 ? (q & 0xF) : (q >> 4);
+}
+inline void q4_scale_min(const uint8_t* blk, int s, uint8_t* sc, uint8_t* m) {
+  const uint8_t* q = blk + 4;
+  if (s < 4) {
+    *sc = q[s] & 63;
+    *m = q[s + 4] & 63;
+  } else {
+    *sc = (q[s + 4] & 0xF) | ((q[s - 4] >> 6) << 4);
+    *m = (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+  }
 }
 
 // ---- AVX2 kernels -------------------------------------------------------------------------------
@@ -129,34 +161,85 @@ VL3_AVX2 inline void dots_q6_K(const uint8_t* g, const int8_t* const* x, __m256i
   }
 }
 
+// Over one Q4_K group-block: dotA = Σ_s scale_s · Σ q·x (unsigned 4-bit quants need no sign trick:
+// eight products of <= 15 · 127 · 2 stay under 32767 in int16), dotB = Σ_s min_s · (sum of the 32 x).
+template <int T>
+VL3_AVX2 inline void dots_q4_K(const uint8_t* g, const int8_t* const* x, const int16_t* const* sums, __m256i* dotA,
+                               __m256i* dotB) {
+  const uint8_t* q = g + kQ4_K.quants;
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  for (int t = 0; t < T; ++t) dotA[t] = dotB[t] = _mm256_setzero_si256();
+  for (int s = 0; s < 8; ++s, q += 128) {
+    const __m128i sc = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 32 + 8 * s)));
+    const __m256i scale = _mm256_set_m128i(_mm_unpackhi_epi16(sc, sc), _mm_unpacklo_epi16(sc, sc));
+    __m256i v[8];  // v[c]: columns 4c..4c+3 of the sub-block, rows 0..7 (low nibbles c < 4, high c >= 4)
+    for (int k = 0; k < 4; ++k) {
+      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * k));
+      v[k] = _mm256_and_si256(packed, nibble);
+      v[k + 4] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+    }
+    for (int t = 0; t < T; ++t) {
+      const int8_t* xs = x[t] + 32 * s;
+      __m256i p = _mm256_setzero_si256();
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) {
+        int32_t x4;
+        std::memcpy(&x4, xs + 4 * c, 4);
+        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(v[c], _mm256_set1_epi32(x4)));
+      }
+      dotA[t] = _mm256_add_epi32(dotA[t], _mm256_madd_epi16(p, scale));
+    }
+  }
+  for (int s = 0; s < 8; s += 2) {  // mins of sub-blocks s, s + 1 per row as int16 pairs, times the x sums
+    const __m128i a = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96 + 8 * s)));
+    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96 + 8 * (s + 1))));
+    const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi16(a, b), _mm_unpacklo_epi16(a, b));
+    for (int t = 0; t < T; ++t) {
+      int32_t pair;
+      std::memcpy(&pair, sums[t] + s, 4);
+      dotB[t] = _mm256_add_epi32(dotB[t], _mm256_madd_epi16(mins, _mm256_set1_epi32(pair)));
+    }
+  }
+}
+
 // T activation rows (from `x`, `row_bytes` apart) against blocks [0, nb) of one 8-row group `g`;
 // y[t * n + r] gets row r's output for activation row t.
 template <ggml_type Type, int T>
 VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t row_bytes, float* y, int64_t n,
                          bool prefetch) {
-  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : kQ8_0;
+  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : Type == GGML_TYPE_Q4_K ? kQ4_K : kQ8_0;
   const float* xd[T];
   const int8_t* xq[T];
+  const int16_t* xsum[T];
   __m256 acc[T];
   for (int t = 0; t < T; ++t) {
     const uint8_t* row = x + t * row_bytes;
     xd[t] = reinterpret_cast<const float*>(row);
     xq[t] = reinterpret_cast<const int8_t*>(row + nb * 4);
+    xsum[t] = reinterpret_cast<const int16_t*>(row + nb * (4 + f.block));
     acc[t] = _mm256_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b, g += f.group_block) {
     if (prefetch) {  // decode: the weights stream from memory once; stay ~1 KiB ahead
       for (size_t l = 0; l < f.group_block; l += 64) _mm_prefetch(reinterpret_cast<const char*>(g) + 1024 + l, _MM_HINT_T0);
     }
-    __m256i dot[T];
-    if constexpr (Type == GGML_TYPE_Q6_K) {
+    __m256i dot[T], dot_min[T];
+    if constexpr (Type == GGML_TYPE_Q4_K) {
+      dots_q4_K<T>(g, xq, xsum, dot, dot_min);
+    } else if constexpr (Type == GGML_TYPE_Q6_K) {
       dots_q6_K<T>(g, xq, dot);
     } else {
       dots_q8_0<T>(g, xq, dot);
     }
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     for (int t = 0; t < T; ++t) {
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+      const __m256 dx = _mm256_set1_ps(xd[t][b]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, dx), acc[t]);
+      if constexpr (Type == GGML_TYPE_Q4_K) {
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+        acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(dot_min[t]), _mm256_mul_ps(dmin, dx), acc[t]);
+        xsum[t] += f.block / 32;
+      }
       xq[t] += f.block;
     }
   }
@@ -168,7 +251,7 @@ VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t 
 template <ggml_type Type>
 VL3_AVX2 void gemm_avx2(const uint8_t* w, const uint8_t* xq, float* y, int64_t n, int64_t nb, int64_t m,
                         int64_t g0, int64_t g1) {
-  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : kQ8_0;
+  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : Type == GGML_TYPE_Q4_K ? kQ4_K : kQ8_0;
   constexpr int T = 4;
   constexpr int64_t l2 = 192 << 10;  // bytes of activations per chunk (of a 512 KiB L2)
   const size_t row_bytes = act_row_bytes(f, nb);
@@ -227,6 +310,8 @@ void gemm_op(ggml_tensor* dst, int ith, int nth, void*) {
   if (cpu_has_avx2_fma_f16c()) {
     if (w->type == GGML_TYPE_Q6_K) {
       gemm_avx2<GGML_TYPE_Q6_K>(wd, xd, yd, n, nb, m, g0, g1);
+    } else if (w->type == GGML_TYPE_Q4_K) {
+      gemm_avx2<GGML_TYPE_Q4_K>(wd, xd, yd, n, nb, m, g0, g1);
     } else {
       gemm_avx2<GGML_TYPE_Q8_0>(wd, xd, yd, n, nb, m, g0, g1);
     }
@@ -255,7 +340,7 @@ bool int8_matmul_enabled() {
 }
 
 bool int8_packable(ggml_type type, int64_t rows, int64_t cols) {
-  if (type != GGML_TYPE_Q8_0 && type != GGML_TYPE_Q6_K) return false;
+  if (type != GGML_TYPE_Q8_0 && type != GGML_TYPE_Q6_K && type != GGML_TYPE_Q4_K) return false;
   return rows > 0 && rows % kRows == 0 && cols > 0 && cols % format_of(type).block == 0;
 }
 
@@ -274,7 +359,16 @@ void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t
       for (int r = 0; r < kRows; ++r) {
         const uint8_t* blk = s + ((g * kRows + r) * nb + b) * f.plain_block;
         uint8_t* q = d + f.quants + r * 4;  // row r's dword in each vector
-        if (type == GGML_TYPE_Q6_K) {
+        if (type == GGML_TYPE_Q4_K) {
+          std::memcpy(d + r * 2, blk, 2);       // d
+          std::memcpy(d + 16 + r * 2, blk + 2, 2);  // dmin
+          for (int sb = 0; sb < 8; ++sb) q4_scale_min(blk, sb, &d[32 + sb * 8 + r], &d[96 + sb * 8 + r]);
+          for (int i = 0; i < 256; ++i) {  // sub-block i / 32, vector c = (i % 32) / 4: low nibbles c < 4
+            const int sb = i / 32, c = (i % 32) / 4;
+            uint8_t& byte = d[f.quants + sb * 128 + (c % 4) * 32 + r * 4 + i % 4];
+            byte = static_cast<uint8_t>(c < 4 ? (byte & 0xF0) | q4_value(blk, i) : (byte & 0x0F) | (q4_value(blk, i) << 4));
+          }
+        } else if (type == GGML_TYPE_Q6_K) {
           std::memcpy(d + r * 2, blk + 208, 2);                                         // d
           for (int sb = 0; sb < 16; ++sb) d[16 + sb * 8 + r] = blk[192 + sb];           // scales
           for (int i = 0; i < 256; ++i) q[(i / 4) * 32 + i % 4] = static_cast<uint8_t>(q6_value(blk, i));
@@ -328,14 +422,32 @@ void int8_gemm_reference(ggml_type type, const void* w, const void* xq, float* y
         const uint8_t* gb = wd + (g * nb + b) * f.group_block;
         const auto* wq = reinterpret_cast<const int8_t*>(gb + f.quants);
         const int8_t* x = xv + b * f.block;
+        float dx;
+        std::memcpy(&dx, row + b * 4, 4);
+        if (type == GGML_TYPE_Q4_K) {
+          int32_t dot = 0, dot_min = 0;
+          for (int64_t sb = 0; sb < 8; ++sb) {
+            int32_t part = 0;
+            for (int64_t e = 0; e < 32; ++e) {
+              const int c = static_cast<int>(e / 4);
+              const uint8_t byte = gb[f.quants + sb * 128 + (c % 4) * 32 + r * 4 + e % 4];
+              part += (c < 4 ? (byte & 0xF) : (byte >> 4)) * x[sb * 32 + e];
+            }
+            int16_t sum;
+            std::memcpy(&sum, row + nb * (4 + f.block) + (b * 8 + sb) * 2, 2);
+            dot += part * gb[32 + sb * 8 + r];
+            dot_min += sum * gb[96 + sb * 8 + r];
+          }
+          acc = std::fma(static_cast<float>(dot), f16(gb + r * 2) * dx, acc);
+          acc = std::fma(-static_cast<float>(dot_min), f16(gb + 16 + r * 2) * dx, acc);
+          continue;
+        }
         int32_t dot = 0;
         for (int64_t s = 0; s < f.block / 16; ++s) {  // 16-column sub-blocks (Q6_K's scales; 1 for Q8_0)
           int32_t part = 0;
           for (int64_t e = 16 * s; e < 16 * (s + 1); ++e) part += static_cast<int32_t>(wq[(e / 4) * 32 + r * 4 + e % 4]) * x[e];
           dot += type == GGML_TYPE_Q6_K ? part * static_cast<int8_t>(gb[16 + s * 8 + r]) : part;
         }
-        float dx;
-        std::memcpy(&dx, row + b * 4, 4);
         acc = std::fma(static_cast<float>(dot), f16(gb + r * 2) * dx, acc);
       }
       y[j * n + i] = acc;

@@ -1,22 +1,28 @@
-// Matrix multiplies on 8-row interleaved int8 weights, the CPU kernels behind prefill and decode for
-// Q8_0 and Q6_K matrices on AVX2 machines, where ggml has no interleaved kernel for these types
-// (it has them for Q4_0/Q4_K; Q8_0 goes through tinyBLAS, Q6_K through one row-column dot product
-// at a time, each paying conversions and scale products per block for every row-column pair).
+// Matrix multiplies on 8-row interleaved weights with int8 activations: the CPU kernels behind
+// prefill and decode for Q8_0, Q6_K and Q4_K matrices on AVX2 machines. ggml has no interleaved
+// kernel for Q8_0 (tinyBLAS) or Q6_K (one row-column dot product at a time, each paying conversions
+// and scale products per block for every pair); its Q4_K one is beaten here by unsigned 4-bit quants
+// that need no sign trick and scales folded into one `madd` per 32 columns.
 //
 // Packed layout of a `rows` x `cols` matrix (rows % 8 == 0): group by group (8 consecutive rows),
-// then block by block (the type's block of columns: 32 for Q8_0, 256 for Q6_K):
-//   Q8_0: the 8 rows' fp16 scales (16 bytes), then 8 vectors of 32 int8 quants;
+// then block by block (the type's block of columns: 32 for Q8_0, 256 for Q6_K and Q4_K):
+//   Q8_0: the 8 rows' fp16 scales (16 bytes), then 8 vectors of 32 int8 quants (272 bytes = 8 x 34);
 //   Q6_K: the 8 rows' fp16 super-block scales (16 bytes), then the 16 sub-block scales of each
 //         16 columns as int8, rows 0..7 per sub-block (128 bytes), then 64 vectors of 32 int8
-//         quants (q - 32, so -32..31): 2192 bytes where Q6_K takes 1680.
+//         quants (q - 32, so -32..31): 2192 bytes where Q6_K takes 1680;
+//   Q4_K: the 8 rows' fp16 scales and fp16 min scales (32 bytes), the 8 sub-block scales and 8
+//         sub-block mins (6-bit, as bytes, rows 0..7 per sub-block: 128 bytes), then per 32-column
+//         sub-block 4 vectors of 32 bytes whose low nibbles are vectors 0..3 and high nibbles
+//         vectors 4..7 (1184 bytes where Q4_K takes 1152).
 // Vector c holds columns 4c..4c+3 of rows 0..7 in turn, so one broadcast activation dword times one
 // vector gives all 8 rows' partial dot products in their own lanes: no horizontal sums per block.
 // Packed matrices are tagged (int8_is_packed) and must only be used through int8_mul_mat.
 //
 // Activations are quantized by ggml's own quantizer for the type's dot product (Q8_0 rows for
-// Q8_0, Q8_K for Q6_K), so the integer dot products equal ggml's; only the float accumulation
-// order differs. Each output is Σ_blocks fma(float(int dot), d_w * d_x, acc) in block order, which
-// the scalar reference (int8_gemm_reference) reproduces bit for bit.
+// Q8_0, Q8_K for the K-quants), so the integer dot products equal ggml's; only the float
+// accumulation order differs. Each output is Σ_blocks fma(float(int dot), d_w * d_x, acc) in block
+// order (Q4_K then fma(-float(min dot), dmin_w * d_x, acc)), which the scalar reference
+// (int8_gemm_reference) reproduces bit for bit.
 #pragma once
 
 #include <cstddef>
@@ -33,7 +39,7 @@ namespace vl3::kernels {
  */
 bool int8_matmul_enabled();
 
-/** Whether a `type` matrix of `rows` x `cols` can be packed (Q8_0 or Q6_K, whole blocks, rows % 8 == 0). */
+/** Whether a `type` matrix of `rows` x `cols` can be packed (Q8_0, Q6_K or Q4_K, whole blocks, rows % 8 == 0). */
 bool int8_packable(ggml_type type, int64_t rows, int64_t cols);
 
 /** Bytes of the packed layout of a packable matrix. */

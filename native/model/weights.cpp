@@ -152,11 +152,12 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     bool mapped = false;                       // used in place in map_
   };
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
-  auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
-    return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0;
-  };
   auto will_pack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
     return packable(info, backend) && keep_plain.count(info.name) == 0;
+  };
+  auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {  // ggml's, where ours do not apply
+    return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0 &&
+           !will_pack(info, backend);
   };
   // CPU tensors that keep the file's layout are used in place in the mapped file.
   map_ = MappedFile::open(path_);
