@@ -232,6 +232,9 @@ export interface NativeBinding {
     int8MatmulCheck(type: 'q8_0' | 'q6_K' | 'q4_K', m: number, n: number, k: number, threads: number): Promise<{
       ggml: Float32Array;
       packed: Float32Array;
+      /** Rows 0, n-1, n/2, 3 and 1 of the weights: ggml_get_rows and our packed get_rows. */
+      rowsGgml: Float32Array;
+      rowsPacked: Float32Array;
       reference: Float32Array;
     }>;
   };

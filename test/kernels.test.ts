@@ -217,6 +217,7 @@ describe.skipIf(int8Reason !== '')(`int8 matmul kernels${int8Reason ? ` (skipped
   ] as const)('%s m=%i n=%i k=%i threads=%i', async (type, m, n, k, threads) => {
     const r = await kernels.int8MatmulCheck(type, m, n, k, threads);
     expect(Buffer.from(r.packed.buffer).equals(Buffer.from(r.reference.buffer))).toBe(true);
+    expect(Buffer.from(r.rowsPacked.buffer).equals(Buffer.from(r.rowsGgml.buffer))).toBe(true);  // embeddings
     let scale = 0;
     for (const v of r.ggml) scale = Math.max(scale, Math.abs(v));
     let worst = 0;

@@ -8,7 +8,7 @@
 //   kernels.mergeTokens(x: Float32Array, rows, dim, merge, opts{ device }) -> Promise<Float32Array>
 // device 'cpu' runs the CPU reference, 'cuda' the kernel (DEVICE_UNAVAILABLE when it cannot run).
 //   kernels.int8Matmul() -> boolean (whether Q8_0/Q6_K/Q4_K matmuls use our packed CPU kernels here)
-//   kernels.int8MatmulCheck(type, m, n, k, threads) -> Promise<{ ggml, packed, reference: Float32Array }>
+//   kernels.int8MatmulCheck(type, m, n, k, threads) -> Promise<{ ggml, packed, reference, rowsGgml, rowsPacked }>
 //     (one random q8_0, q6_K or q4_K product three ways; kernels/int8_matmul.h)
 #include <array>
 #include <cmath>
@@ -149,6 +149,8 @@ Napi::Value Int8MatmulCheck(const Napi::CallbackInfo& info) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("ggml", to_f32(env, r.ggml));
         out.Set("packed", to_f32(env, r.packed));
+        out.Set("rowsGgml", to_f32(env, r.rows_ggml));
+        out.Set("rowsPacked", to_f32(env, r.rows_packed));
         out.Set("reference", to_f32(env, r.reference));
         return out;
       });

@@ -38,7 +38,7 @@ class Matmul {
     ggml_init_params ip{ggml_tensor_overhead() * 8 + ggml_graph_overhead(), nullptr, true};
     ctx_.reset(ggml_init(ip));
     alias_ctx_.reset(ggml_init(ip));
-    ggml_tensor* w = ggml_new_tensor_2d(packed ? alias_ctx_.get() : ctx_.get(), type, k, n);
+    ggml_tensor* w = w_ = ggml_new_tensor_2d(packed ? alias_ctx_.get() : ctx_.get(), type, k, n);
     // packed: the data lives in a byte tensor of the packed size; w is an alias placed on it
     ggml_tensor* storage = packed ? ggml_new_tensor_1d(ctx_.get(), GGML_TYPE_I8, kernels::int8_packed_size(type, n, k)) : w;
     x_ = ggml_new_tensor_2d(ctx_.get(), GGML_TYPE_F32, k, m);
@@ -89,11 +89,29 @@ class Matmul {
   const std::vector<float>& x() const { return xf_; }
   const std::vector<uint8_t>& weights() const { return wq_; }  // as uploaded (packed for *x8)
 
+  /** Rows `ids` of W through ggml_get_rows (plain) or int8_get_rows (packed), on this backend. */
+  std::vector<float> rows(const std::vector<int32_t>& ids) {
+    ggml_init_params ip{ggml_tensor_overhead() * 4 + ggml_graph_overhead(), nullptr, true};
+    std::unique_ptr<ggml_context, void (*)(ggml_context*)> ctx(ggml_init(ip), ggml_free);
+    ggml_tensor* id = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_I32, static_cast<int64_t>(ids.size()));
+    ggml_tensor* y = kernels::int8_is_packed(w_) ? kernels::int8_get_rows(ctx.get(), w_, id) : ggml_get_rows(ctx.get(), w_, id);
+    ggml_cgraph* gf = ggml_new_graph(ctx.get());
+    ggml_build_forward_expand(gf, y);
+    std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buf(
+        ggml_backend_alloc_ctx_tensors(ctx.get(), backend_.get()), ggml_backend_buffer_free);
+    check(buf != nullptr, ErrorCode::OutOfMemory, "Cannot allocate benchmark tensors");
+    ggml_backend_tensor_set(id, ids.data(), 0, ids.size() * sizeof(int32_t));
+    check(ggml_backend_graph_compute(backend_.get(), gf) == GGML_STATUS_SUCCESS, ErrorCode::Internal, "graph compute failed");
+    std::vector<float> out(ggml_nelements(y));
+    ggml_backend_tensor_get(y, out.data(), 0, out.size() * sizeof(float));
+    return out;
+  }
+
  private:
   std::unique_ptr<ggml_context, void (*)(ggml_context*)> ctx_, alias_ctx_;
   std::unique_ptr<ggml_backend, void (*)(ggml_backend_t)> backend_;
   std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buf_;
-  ggml_tensor *x_ = nullptr, *y_ = nullptr;
+  ggml_tensor *w_ = nullptr, *x_ = nullptr, *y_ = nullptr;
   ggml_cgraph* gf_ = nullptr;
   std::vector<float> xf_;
   std::vector<uint8_t> wq_;
@@ -118,7 +136,9 @@ PackedCheck check_packed(const std::string& type_name, int m, int n, int k, int 
   Matmul plain(type_name, m, n, k, threads), packed(type_name + "x8", m, n, k, threads);
   plain.run();
   packed.run();
-  PackedCheck r{plain.output(), packed.output(), std::vector<float>(static_cast<size_t>(m) * n)};
+  const std::vector<int32_t> ids = {0, n - 1, n / 2, 3 % n, 1 % n};
+  PackedCheck r{plain.output(), packed.output(), std::vector<float>(static_cast<size_t>(m) * n), plain.rows(ids),
+                packed.rows(ids)};
   std::vector<uint8_t> xq(kernels::int8_activation_bytes(type, m, k));
   kernels::int8_quantize(type, packed.x().data(), xq.data(), m, k);
   kernels::int8_gemm_reference(type, packed.weights().data(), xq.data(), r.reference.data(), n, k, m);

@@ -22,6 +22,7 @@ MatmulResult run_matmul(const std::string& type, int m, int n, int k, int thread
 /** One random q8_0, q6_K or q4_K product three ways: ggml's mul_mat, our packed kernel and its scalar reference. */
 struct PackedCheck {
   std::vector<float> ggml, packed, reference;  // [m][n] each
+  std::vector<float> rows_ggml, rows_packed;   // rows 0, n-1, n/2, 3 and 1 of W: ggml_get_rows, int8_get_rows
 };
 PackedCheck check_packed(const std::string& type, int m, int n, int k, int threads);
 

@@ -331,6 +331,46 @@ void gemm_reference_op(ggml_tensor* dst, int ith, int nth, void*) {
   }
 }
 
+// Row `i` of a packed matrix of `cols` columns as floats, with ggml's dequantization arithmetic
+// (dequantize_row_*: Q8_0 q·d, Q6_K (d·sc)·q, Q4_K (d·sc)·q − dmin·m), so rows equal ggml_get_rows'.
+void dequantize_packed_row(ggml_type type, const uint8_t* w, int64_t i, int64_t cols, float* y) {
+  const Format& f = format_of(type);
+  const int64_t nb = cols / f.block, r = i % kRows;
+  const uint8_t* gb = w + (i / kRows) * nb * f.group_block;
+  for (int64_t b = 0; b < nb; ++b, gb += f.group_block, y += f.block) {
+    const float d = f16(gb + r * 2);
+    for (int64_t e = 0; e < f.block; ++e) {
+      const int64_t c = (e % 32) / 4;
+      if (type == GGML_TYPE_Q4_K) {
+        const int64_t sb = e / 32;
+        const uint8_t byte = gb[f.quants + sb * 128 + (c % 4) * 32 + r * 4 + e % 4];
+        const float d1 = d * gb[32 + sb * 8 + r], m1 = f16(gb + 16 + r * 2) * gb[96 + sb * 8 + r];
+        const float prod = d1 * static_cast<float>(c < 4 ? (byte & 0xF) : (byte >> 4));
+        y[e] = prod - m1;
+      } else {
+        const auto q = static_cast<int8_t>(gb[f.quants + (e / 4) * 32 + r * 4 + e % 4]);
+        y[e] = type == GGML_TYPE_Q6_K ? d * static_cast<int8_t>(gb[16 + (e / 16) * 8 + r]) * q : q * d;
+      }
+    }
+  }
+}
+
+// dst [cols, n] f32 <- rows src[1] (int32 ids) of packed src[0]; ids outside the matrix give zeros.
+void get_rows_op(ggml_tensor* dst, int ith, int nth, void*) {
+  const ggml_tensor* w = dst->src[0];
+  const ggml_tensor* ids = dst->src[1];
+  const int64_t n = ggml_nelements(ids);
+  for (int64_t j = n * ith / nth; j < n * (ith + 1) / nth; ++j) {
+    const int32_t id = static_cast<const int32_t*>(ids->data)[j];
+    float* y = reinterpret_cast<float*>(static_cast<char*>(dst->data) + j * dst->nb[1]);
+    if (id < 0 || id >= w->ne[1]) {
+      std::fill(y, y + w->ne[0], 0.f);
+    } else {
+      dequantize_packed_row(w->type, static_cast<const uint8_t*>(w->data), id, w->ne[0], y);
+    }
+  }
+}
+
 }  // namespace
 
 bool int8_matmul_enabled() {
@@ -394,6 +434,12 @@ ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
   const bool reference = std::getenv("VL3_TEST_INT8_REFERENCE") != nullptr;
   return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, 2,
                         reference ? gemm_reference_op : gemm_op, GGML_N_TASKS_MAX, nullptr);  // [n, m, ...]
+}
+
+ggml_tensor* int8_get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids) {
+  ggml_tensor* args[2] = {w, ids};
+  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[0], ggml_nelements(ids), 1, 1, args, 2, get_rows_op,
+                        GGML_N_TASKS_MAX, nullptr);  // [cols, n]
 }
 
 void int8_quantize(ggml_type type, const float* x, void* out, int64_t m, int64_t k) {

@@ -16,7 +16,8 @@
 //         vectors 4..7 (1184 bytes where Q4_K takes 1152).
 // Vector c holds columns 4c..4c+3 of rows 0..7 in turn, so one broadcast activation dword times one
 // vector gives all 8 rows' partial dot products in their own lanes: no horizontal sums per block.
-// Packed matrices are tagged (int8_is_packed) and must only be used through int8_mul_mat.
+// Packed matrices are tagged (int8_is_packed) and must only be used through int8_mul_mat and
+// int8_get_rows.
 //
 // Activations are quantized by ggml's own quantizer for the type's dot product (Q8_0 rows for
 // Q8_0, Q8_K for the K-quants), so the integer dot products equal ggml's; only the float
@@ -57,6 +58,12 @@ bool int8_is_packed(const ggml_tensor* w);
  * custom ops (quantize x, then the interleaved GEMM/GEMV) on the ggml CPU backend. Returns [n, m, ...].
  */
 ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x);
+
+/**
+ * ggml_get_rows for a packed `w` [k, n] and int32 `ids` [m]: rows as ggml dequantizes them (same
+ * arithmetic, so identical floats); ids outside 0..n-1 give zero rows. Returns [k, m] f32.
+ */
+ggml_tensor* int8_get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids);
 
 /** Activation rows as the kernels read them: ggml's quantization of each of m rows of k floats. */
 void int8_quantize(ggml_type type, const float* x, void* out, int64_t m, int64_t k);

@@ -12,6 +12,10 @@ ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
   return kernels::int8_mul_mat(ctx, w, x);
 }
 
+ggml_tensor* get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids) {
+  return kernels::int8_is_packed(w) ? kernels::int8_get_rows(ctx, w, ids) : ggml_get_rows(ctx, w, ids);
+}
+
 ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b) {
   ggml_tensor* y = matmul(ctx, w, x);
   return b != nullptr ? ggml_add(ctx, y, b) : y;

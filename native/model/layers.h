@@ -12,6 +12,9 @@ namespace vl3::layers {
  */
 ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x);
 
+/** Rows `ids` (int32 [n]) of W [in, vocab] as f32 [in, n]: ggml_get_rows, or int8_get_rows for packed W. */
+ggml_tensor* get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids);
+
 /** y = W·x + b. x [in, n] -> [out, n]; b may be null. */
 ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b);
 

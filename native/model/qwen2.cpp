@@ -121,7 +121,7 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
     fusions.push_back({layer_name(names::fused::attn_qkv_bias, il), qkv_b, w});
     fusions.push_back({layer_name(names::fused::ffn_gate_up, il), {n("ffn_gate.weight"), n("ffn_up.weight")}});
   }
-  weights_ = std::make_unique<Weights>(file, place, std::initializer_list<const char*>{"token_embd.weight"},  // get_rows needs plain rows
+  weights_ = std::make_unique<Weights>(file, place, std::initializer_list<const char*>{"token_embd.weight"},  // read by get_rows
                                        fusions);
   if (split) {
     ggml_backend_t backends[2] = {backend, cpu};
@@ -227,7 +227,7 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   if (in.ids != nullptr) {
     ids = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
     ggml_set_input(ids);
-    x = ggml_get_rows(ctx, tok_embd_, ids);  // [D, n]
+    x = layers::get_rows(ctx, tok_embd_, ids);  // [D, n]
   } else {
     embd = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, n);
     ggml_set_input(embd);

@@ -152,9 +152,8 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     bool mapped = false;                       // used in place in map_
   };
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
-  auto will_pack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
-    return packable(info, backend) && keep_plain.count(info.name) == 0;
-  };
+  // Ours serve get_rows too (layers::get_rows), so tensors read by it are packed as well.
+  auto will_pack = [&](const GgufTensorInfo& info, ggml_backend_t backend) { return packable(info, backend); };
   auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {  // ggml's, where ours do not apply
     return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0 &&
            !will_pack(info, backend);

@@ -20,13 +20,14 @@ namespace vl3 {
 class Weights {
  public:
   /**
-   * Loads all tensors of `file` into buffers of `backend`. On the CPU, matrices whose type has
-   * an interleaved ("repacked") matmul kernel for this CPU go into ggml's CPU_REPACK buffer (the
-   * layout llama.cpp uses), and Q8_0 / Q6_K matrices into our packed layout where those kernels are
-   * on (kernels/int8_matmul.h; multiply them with layers::matmul); `no_repack` names tensors that
-   * must keep the plain layout (rows read by get_rows). The other CPU tensors are used in place in the memory-mapped file (no copy, pages
-   * shared through the page cache); elsewhere, or where mapping fails, tensors are read into
-   * backend memory. Throws vl3::Error.
+   * Loads all tensors of `file` into buffers of `backend`. On the CPU, Q8_0 / Q6_K / Q4_K matrices go
+   * into our packed layout where those kernels are on (kernels/int8_matmul.h; use them through
+   * layers::matmul and layers::get_rows); elsewhere, matrices whose type has an interleaved
+   * ("repacked") ggml kernel for this CPU go into ggml's CPU_REPACK buffer (the layout llama.cpp
+   * uses), except those named in `no_repack` (rows read by get_rows, which that layout cannot
+   * serve). The other CPU tensors are used in place in the memory-mapped file (no copy, pages shared
+   * through the page cache); elsewhere, or where mapping fails, tensors are read into backend
+   * memory. Throws vl3::Error.
    */
   Weights(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack = {});
 
