@@ -78,24 +78,8 @@ void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std:
   }
 }
 
-// Column i of a Q6_K block as int8 (q - 32): low 4 bits from ql, high 2 bits from qh (ggml's
-// block_q6_K: ql[128], qh[64], scales[16], d). Within each half of 128 columns, quarter j of 32
-// columns takes ql[l] low nibbles, ql[l + 32] low, ql[l] high, ql[l + 32] high, with qh[l] bits 2j..2j+1.
-inline int8_t q6_value(const uint8_t* blk, int i) {
-  const int half = i / 128, j = (i % 128) / 32, l = i % 32;
-  const uint8_t ql = blk[half * 64 + l + (j % 2) * 32];
-  const uint8_t qh = blk[128 + half * 32 + l];
-  const int lo = j < 2 ? (ql & 0xF) : (ql >> 4);
-  return static_cast<int8_t>((lo | (((qh >> (2 * j)) & 3) << 4)) - 32);
-}
-
-// Column i of a Q4_K block (0..15) and its 6-bit scale and min (ggml's block_q4_K: d, dmin,
-// scales[12], qs[128]). Columns 64j..64j+31 are the low nibbles of qs[32j..32j+31], the next 32 the
-// high nibbles; sub-block s = i / 32 has scale and min packed 6 bits each in scales[12].
-inline uint8_t q4_value(const uint8_t* blk, int i) {
-  const uint8_t q = blk[16 + (i / 64) * 32 + i % 32];
-  return (i % 64) < 32 ? (q & 0xF) : (q >> 4);
-}
+// The 6-bit scale and min of sub-block s (32 columns) of a Q4_K block (ggml's block_q4_K: d, dmin,
+// scales[12], qs[128]), packed 6 bits each in scales[12].
 inline void q4_scale_min(const uint8_t* blk, int s, uint8_t* sc, uint8_t* m) {
   const uint8_t* q = blk + 4;
   if (s < 4) {
@@ -398,20 +382,38 @@ void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t
     for (int64_t b = 0; b < nb; ++b, d += f.group_block) {
       for (int r = 0; r < kRows; ++r) {
         const uint8_t* blk = s + ((g * kRows + r) * nb + b) * f.plain_block;
-        uint8_t* q = d + f.quants + r * 4;  // row r's dword in each vector
+        uint8_t* q = d + f.quants + r * 4;  // row r's dword in each vector (Q4_K: in each packed vector)
         if (type == GGML_TYPE_Q4_K) {
-          std::memcpy(d + r * 2, blk, 2);       // d
+          std::memcpy(d + r * 2, blk, 2);           // d
           std::memcpy(d + 16 + r * 2, blk + 2, 2);  // dmin
           for (int sb = 0; sb < 8; ++sb) q4_scale_min(blk, sb, &d[32 + sb * 8 + r], &d[96 + sb * 8 + r]);
-          for (int i = 0; i < 256; ++i) {  // sub-block i / 32, vector c = (i % 32) / 4: low nibbles c < 4
-            const int sb = i / 32, c = (i % 32) / 4;
-            uint8_t& byte = d[f.quants + sb * 128 + (c % 4) * 32 + r * 4 + i % 4];
-            byte = static_cast<uint8_t>(c < 4 ? (byte & 0xF0) | q4_value(blk, i) : (byte & 0x0F) | (q4_value(blk, i) << 4));
+          uint8_t v[256];
+          for (int j = 0; j < 4; ++j) {  // columns 64j..64j+31: low nibbles of qs[32j..32j+31]; the next 32: high
+            for (int l = 0; l < 32; ++l) {
+              const uint8_t byte = blk[16 + 32 * j + l];
+              v[64 * j + l] = byte & 0xF;
+              v[64 * j + 32 + l] = byte >> 4;
+            }
+          }
+          for (int sb = 0; sb < 8; ++sb) {  // vector c of the sub-block: low nibbles c < 4, high c >= 4
+            for (int k = 0; k < 4; ++k) {
+              for (int e = 0; e < 4; ++e) q[sb * 128 + k * 32 + e] = static_cast<uint8_t>(v[sb * 32 + 4 * k + e] | (v[sb * 32 + 16 + 4 * k + e] << 4));
+            }
           }
         } else if (type == GGML_TYPE_Q6_K) {
-          std::memcpy(d + r * 2, blk + 208, 2);                                         // d
-          for (int sb = 0; sb < 16; ++sb) d[16 + sb * 8 + r] = blk[192 + sb];           // scales
-          for (int i = 0; i < 256; ++i) q[(i / 4) * 32 + i % 4] = static_cast<uint8_t>(q6_value(blk, i));
+          std::memcpy(d + r * 2, blk + 208, 2);                                // d
+          for (int sb = 0; sb < 16; ++sb) d[16 + sb * 8 + r] = blk[192 + sb];  // scales
+          uint8_t v[256];  // ggml's block_q6_K: ql[128] (low 4 bits), qh[64] (high 2 bits), scales[16], d
+          for (int h = 0; h < 2; ++h) {  // per 128 columns, quarter j takes ql[l] / ql[l+32] low, then high nibbles, qh[l] bits 2j..2j+1
+            for (int l = 0; l < 32; ++l) {
+              const uint8_t ql0 = blk[64 * h + l], ql1 = blk[64 * h + 32 + l], qh = blk[128 + 32 * h + l];
+              v[128 * h + l] = static_cast<uint8_t>(((ql0 & 0xF) | ((qh & 3) << 4)) - 32);
+              v[128 * h + 32 + l] = static_cast<uint8_t>(((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32);
+              v[128 * h + 64 + l] = static_cast<uint8_t>(((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32);
+              v[128 * h + 96 + l] = static_cast<uint8_t>(((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32);
+            }
+          }
+          for (int c = 0; c < 64; ++c) std::memcpy(q + c * 32, v + 4 * c, 4);
         } else {
           std::memcpy(d + r * 2, blk, 2);
           for (int c = 0; c < 8; ++c) std::memcpy(q + c * 32, blk + 2 + 4 * c, 4);
