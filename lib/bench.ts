@@ -4,7 +4,10 @@ import { checkKnownKeys, intOption, stringOption } from './validate';
 
 /** Options of {@link benchmarkMatmul}. */
 export interface MatmulBenchmarkOptions {
-  /** ggml weight type: `f32`, `f16`, `bf16`, `q8_0`, `q4_K`, ... (default `q8_0`). */
+  /**
+   * ggml weight type: `f32`, `f16`, `bf16`, `q8_0`, `q4_K`, ... (default `q8_0`), or `q8_0x8`, `q6_Kx8`,
+   * `q4_Kx8`: that type packed for our CPU kernels (native/kernels/int8_matmul.h; AVX2 CPUs).
+   */
   type?: string;
   /** Rows of the activation matrix (tokens; 1 = decode-like, 512 = prefill-like). Default 1. */
   m?: number;
