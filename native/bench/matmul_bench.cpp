@@ -21,7 +21,10 @@ namespace {
 class Matmul {
  public:
   Matmul(const std::string& type_name, int m, int n, int k, int threads)
-      : ctx_(nullptr, ggml_free), alias_ctx_(nullptr, ggml_free), backend_(nullptr, ggml_backend_free), buf_(nullptr, ggml_backend_buffer_free) {
+      : ctx_(nullptr, ggml_free),
+        alias_ctx_(nullptr, ggml_free),
+        backend_(nullptr, ggml_backend_free),
+        buf_(nullptr, ggml_backend_buffer_free) {
     const bool packed = type_name.size() > 2 && type_name.compare(type_name.size() - 2, 2, "x8") == 0;
     ggml_type type;
     check(convert::parse_ggml_type(packed ? type_name.substr(0, type_name.size() - 2) : type_name, &type),

@@ -205,7 +205,9 @@ VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t 
   }
   for (int64_t b = 0; b < nb; ++b, g += f.group_block) {
     if (prefetch) {  // decode: the weights stream from memory once; stay ~1 KiB ahead
-      for (size_t l = 0; l < f.group_block; l += 64) _mm_prefetch(reinterpret_cast<const char*>(g) + 1024 + l, _MM_HINT_T0);
+      for (size_t l = 0; l < f.group_block; l += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(g) + 1024 + l, _MM_HINT_T0);
+      }
     }
     __m256i dot[T], dot_min[T];
     if constexpr (Type == GGML_TYPE_Q4_K) {
@@ -397,14 +399,18 @@ void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t
           }
           for (int sb = 0; sb < 8; ++sb) {  // vector c of the sub-block: low nibbles c < 4, high c >= 4
             for (int k = 0; k < 4; ++k) {
-              for (int e = 0; e < 4; ++e) q[sb * 128 + k * 32 + e] = static_cast<uint8_t>(v[sb * 32 + 4 * k + e] | (v[sb * 32 + 16 + 4 * k + e] << 4));
+              for (int e = 0; e < 4; ++e) {
+                q[sb * 128 + k * 32 + e] = static_cast<uint8_t>(v[sb * 32 + 4 * k + e] | (v[sb * 32 + 16 + 4 * k + e] << 4));
+              }
             }
           }
         } else if (type == GGML_TYPE_Q6_K) {
           std::memcpy(d + r * 2, blk + 208, 2);                                // d
           for (int sb = 0; sb < 16; ++sb) d[16 + sb * 8 + r] = blk[192 + sb];  // scales
           uint8_t v[256];  // ggml's block_q6_K: ql[128] (low 4 bits), qh[64] (high 2 bits), scales[16], d
-          for (int h = 0; h < 2; ++h) {  // per 128 columns, quarter j takes ql[l] / ql[l+32] low, then high nibbles, qh[l] bits 2j..2j+1
+          // per 128 columns, quarter j takes the low nibbles of ql[l] / ql[l + 32], then the high
+          // ones, with qh[l] bits 2j..2j+1 on top
+          for (int h = 0; h < 2; ++h) {
             for (int l = 0; l < 32; ++l) {
               const uint8_t ql0 = blk[64 * h + l], ql1 = blk[64 * h + 32 + l], qh = blk[128 + 32 * h + l];
               v[128 * h + l] = static_cast<uint8_t>(((ql0 & 0xF) | ((qh & 3) << 4)) - 32);
@@ -493,7 +499,9 @@ void int8_gemm_reference(ggml_type type, const void* w, const void* xq, float* y
         int32_t dot = 0;
         for (int64_t s = 0; s < f.block / 16; ++s) {  // 16-column sub-blocks (Q6_K's scales; 1 for Q8_0)
           int32_t part = 0;
-          for (int64_t e = 16 * s; e < 16 * (s + 1); ++e) part += static_cast<int32_t>(wq[(e / 4) * 32 + r * 4 + e % 4]) * x[e];
+          for (int64_t e = 16 * s; e < 16 * (s + 1); ++e) {
+            part += static_cast<int32_t>(wq[(e / 4) * 32 + r * 4 + e % 4]) * x[e];
+          }
           dot += type == GGML_TYPE_Q6_K ? part * static_cast<int8_t>(gb[16 + s * 8 + r]) : part;
         }
         acc = std::fma(static_cast<float>(dot), f16(gb + r * 2) * dx, acc);

@@ -61,7 +61,10 @@ bool repackable(const GgufTensorInfo& info) {
   return (info.type == GGML_TYPE_Q4_0 || info.type == GGML_TYPE_Q4_K) && ggml_cpu_has_avx2();
 }
 
-/** Whether our int8 kernels (kernels/int8_matmul.h) take this matrix on a CPU backend. */
+/**
+ * Whether our kernels (kernels/int8_matmul.h) take this matrix on a CPU backend. They serve
+ * get_rows too (layers::get_rows), so tensors read by it (the token embedding) are packed as well.
+ */
 bool packable(const GgufTensorInfo& info, ggml_backend_t backend) {
   ggml_backend_dev_t dev = ggml_backend_get_device(backend);
   return dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU && info.n_dims == 2 &&
@@ -152,19 +155,17 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     bool mapped = false;                       // used in place in map_
   };
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
-  // Ours serve get_rows too (layers::get_rows), so tensors read by it are packed as well.
-  auto will_pack = [&](const GgufTensorInfo& info, ggml_backend_t backend) { return packable(info, backend); };
   auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {  // ggml's, where ours do not apply
     return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0 &&
-           !will_pack(info, backend);
+           !packable(info, backend);
   };
   // CPU tensors that keep the file's layout are used in place in the mapped file.
   map_ = MappedFile::open(path_);
   auto mappable = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
     ggml_backend_dev_t dev = ggml_backend_get_device(backend);
     return map_ != nullptr && dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU &&
-           !will_repack(info, backend) && !will_pack(info, backend) && info.offset % 32 == 0 && info.offset <= map_->size() &&
-           info.nbytes <= map_->size() - info.offset;
+           !will_repack(info, backend) && !packable(info, backend) && info.offset % 32 == 0 &&
+           info.offset <= map_->size() && info.nbytes <= map_->size() - info.offset;
   };
   std::vector<Loaded> loads;
   std::set<std::string> fused_part, applied;
@@ -182,7 +183,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     }
     const ggml_backend_t backend = place(parts.front()->name);
     const bool mapped_parts =
-        mappable(*parts.front(), backend) && !will_repack(l.info, backend) && !will_pack(l.info, backend);
+        mappable(*parts.front(), backend) && !will_repack(l.info, backend) && !packable(l.info, backend);
     if (f.follows.empty() && mapped_parts) continue;  // the parts stay in place in the mapped file
     for (const GgufTensorInfo* p : parts) fused_part.insert(p->name);
     applied.insert(f.name);
@@ -208,9 +209,12 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     }
     l.group = g;
     l.repacked = will_repack(info, backend);
-    const bool pack = will_pack(info, backend);
+    const bool pack = packable(info, backend);
     l.mapped = l.parts.empty() && mappable(info, backend);
-    ggml_context* ctx = l.mapped ? groups_[g].map_ctx : l.repacked ? groups_[g].repack_ctx : pack ? groups_[g].alias_ctx : groups_[g].ctx;
+    ggml_context* ctx = l.mapped     ? groups_[g].map_ctx
+                        : l.repacked ? groups_[g].repack_ctx
+                        : pack       ? groups_[g].alias_ctx
+                                     : groups_[g].ctx;
     ggml_tensor* t = ggml_new_tensor(ctx, info.type, std::max(1, info.n_dims), info.ne);
     if (pack) {
       l.packed = ggml_new_tensor_1d(groups_[g].ctx, GGML_TYPE_I8,
