@@ -35,7 +35,7 @@ constexpr Format kQ8_0{32, 34, 16 + 8 * 32, 16, GGML_TYPE_Q8_0, 34, 2, false};
 constexpr Format kQ6_K{256, 210, 16 + 128 + 8 * 256, 16 + 128, GGML_TYPE_Q8_K, 292, 4, false};
 constexpr Format kQ4_K{256, 144, 16 + 16 + 64 + 64 + 8 * 128, 16 + 16 + 64 + 64, GGML_TYPE_Q8_K, 292, 4, true};
 
-const Format& format_of(ggml_type type) {
+constexpr const Format& format_of(ggml_type type) {
   return type == GGML_TYPE_Q6_K ? kQ6_K : type == GGML_TYPE_Q4_K ? kQ4_K : kQ8_0;
 }
 
@@ -70,9 +70,10 @@ void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std:
     }
     std::memcpy(out + b * 4, &d, 4);
     std::memcpy(out + nb * 4 + b * f.block, blk + f.act_qs, static_cast<size_t>(f.block));
-    for (int64_t sb = 0; f.sums && sb < f.block / 32; ++sb) {  // from the exact quants (not Q8_K's own sums)
-      int16_t sum = 0;
-      for (int e = 0; e < 32; ++e) sum = static_cast<int16_t>(sum + static_cast<int8_t>(blk[f.act_qs + sb * 32 + e]));
+    for (int64_t sb = 0; f.sums && sb < f.block / 32; ++sb) {  // Q8_K's bsums hold the sum of each 16 quants
+      int16_t halves[2];
+      std::memcpy(halves, blk + f.act_qs + f.block + sb * 4, 4);
+      const auto sum = static_cast<int16_t>(halves[0] + halves[1]);
       std::memcpy(out + nb * (4 + f.block) + (b * f.block / 32 + sb) * 2, &sum, 2);
     }
   }
@@ -191,7 +192,7 @@ VL3_AVX2 inline void dots_q4_K(const uint8_t* g, const int8_t* const* x, const i
 template <ggml_type Type, int T>
 VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t row_bytes, float* y, int64_t n,
                          bool prefetch) {
-  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : Type == GGML_TYPE_Q4_K ? kQ4_K : kQ8_0;
+  constexpr const Format& f = format_of(Type);
   const float* xd[T];
   const int8_t* xq[T];
   const int16_t* xsum[T];
@@ -237,7 +238,7 @@ VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t 
 template <ggml_type Type>
 VL3_AVX2 void gemm_avx2(const uint8_t* w, const uint8_t* xq, float* y, int64_t n, int64_t nb, int64_t m,
                         int64_t g0, int64_t g1) {
-  constexpr const Format& f = Type == GGML_TYPE_Q6_K ? kQ6_K : Type == GGML_TYPE_Q4_K ? kQ4_K : kQ8_0;
+  constexpr const Format& f = format_of(Type);
   constexpr int T = 4;
   constexpr int64_t l2 = 192 << 10;  // bytes of activations per chunk (of a 512 KiB L2)
   const size_t row_bytes = act_row_bytes(f, nb);
@@ -283,17 +284,27 @@ void quantize_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
   }
 }
 
+// gemm_op through the scalar reference: the test hook VL3_TEST_INT8_REFERENCE (whole models on
+// it), and gemm_op's path on CPUs without AVX2 (not taken: int8_matmul_enabled requires AVX2).
+void gemm_reference_op(ggml_tensor* dst, int ith, int nth, void*) {
+  const ggml_tensor* w = dst->src[0];
+  if (ith == 0) {
+    int8_gemm_reference(w->type, w->data, dst->src[1]->data, static_cast<float*>(dst->data), w->ne[1], w->ne[0],
+                        ggml_nrows(dst->src[1]));
+  }
+}
+
 // dst [n, rows] f32 <- src[0] packed weights [k, n] · src[1] quantized activations.
 void gemm_op(ggml_tensor* dst, int ith, int nth, void*) {
-  const ggml_tensor* w = dst->src[0];
-  const ggml_tensor* xq = dst->src[1];
-  const int64_t n = w->ne[1], nb = w->ne[0] / format_of(w->type).block, m = ggml_nrows(xq), groups = n / kRows;
-  const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
-  const auto* wd = static_cast<const uint8_t*>(w->data);
-  const auto* xd = static_cast<const uint8_t*>(xq->data);
-  auto* yd = static_cast<float*>(dst->data);
 #if defined(VL3_INT8_SIMD)
   if (cpu_has_avx2_fma_f16c()) {
+    const ggml_tensor* w = dst->src[0];
+    const ggml_tensor* xq = dst->src[1];
+    const int64_t n = w->ne[1], nb = w->ne[0] / format_of(w->type).block, m = ggml_nrows(xq), groups = n / kRows;
+    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+    const auto* wd = static_cast<const uint8_t*>(w->data);
+    const auto* xd = static_cast<const uint8_t*>(xq->data);
+    auto* yd = static_cast<float*>(dst->data);
     if (w->type == GGML_TYPE_Q6_K) {
       gemm_avx2<GGML_TYPE_Q6_K>(wd, xd, yd, n, nb, m, g0, g1);
     } else if (w->type == GGML_TYPE_Q4_K) {
@@ -304,18 +315,9 @@ void gemm_op(ggml_tensor* dst, int ith, int nth, void*) {
     return;
   }
 #endif
-  // Not reached in practice (int8_matmul_enabled requires AVX2); kept correct for completeness.
-  if (ith == 0) int8_gemm_reference(w->type, wd, xd, yd, n, w->ne[0], m);
+  gemm_reference_op(dst, ith, nth, nullptr);
 }
 
-// gemm_op through the scalar reference (test hook VL3_TEST_INT8_REFERENCE: whole models on it).
-void gemm_reference_op(ggml_tensor* dst, int ith, int nth, void*) {
-  const ggml_tensor* w = dst->src[0];
-  if (ith == 0) {
-    int8_gemm_reference(w->type, w->data, dst->src[1]->data, static_cast<float*>(dst->data), w->ne[1], w->ne[0],
-                        ggml_nrows(dst->src[1]));
-  }
-}
 
 // Row `i` of a packed matrix of `cols` columns as floats, with ggml's dequantization arithmetic
 // (dequantize_row_*: Q8_0 q·d, Q6_K (d·sc)·q, Q4_K (d·sc)·q − dmin·m), so rows equal ggml_get_rows'.
