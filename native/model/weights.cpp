@@ -145,27 +145,31 @@ Weights::Weights(GgufFile& file, const Placement& place, std::initializer_list<c
 
 void Weights::load(GgufFile& file, const Placement& place, std::initializer_list<const char*> no_repack,
                    const std::vector<Fusion>& fusions) {
+  // Where each tensor's bytes go: packed for our kernels (copied from the file into their layout),
+  // ggml's CPU_REPACK buffer, used in place in the mapped file (CPU tensors that keep the file's
+  // layout), or copied as they are (device memory, or no mapping).
+  enum class Layout { Packed, Repacked, Mapped, Copied };
   // Loaded tensors: the file's own, except fused parts, which become one synthetic tensor each.
   struct Loaded {
     GgufTensorInfo info;                       // the fused tensor's shape for a fusion
     std::vector<const GgufTensorInfo*> parts;  // empty: info is the file's tensor
     size_t group = 0;                          // index in groups_
-    bool repacked = false;                     // in the group's repack buffer
-    ggml_tensor* packed = nullptr;             // bytes in our int8 kernels' layout (kernels/int8_matmul.h)
-    bool mapped = false;                       // used in place in map_
+    Layout layout = Layout::Copied;
+    ggml_tensor* packed = nullptr;             // Packed: the bytes in our kernels' layout (kernels/int8_matmul.h)
   };
   const std::set<std::string> keep_plain(no_repack.begin(), no_repack.end());
-  auto will_repack = [&](const GgufTensorInfo& info, ggml_backend_t backend) {  // ggml's, where ours do not apply
-    return repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0 &&
-           !packable(info, backend);
-  };
-  // CPU tensors that keep the file's layout are used in place in the mapped file.
   map_ = MappedFile::open(path_);
-  auto mappable = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
+  auto in_map = [&](const GgufTensorInfo& info) {
+    return map_ != nullptr && info.offset <= map_->size() && info.nbytes <= map_->size() - info.offset;
+  };
+  auto layout_of = [&](const GgufTensorInfo& info, ggml_backend_t backend) {
+    if (packable(info, backend)) return Layout::Packed;
+    if (repack_buffer_type(backend) != nullptr && repackable(info) && keep_plain.count(info.name) == 0) {
+      return Layout::Repacked;
+    }
     ggml_backend_dev_t dev = ggml_backend_get_device(backend);
-    return map_ != nullptr && dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU &&
-           !will_repack(info, backend) && !packable(info, backend) && info.offset % 32 == 0 &&
-           info.offset <= map_->size() && info.nbytes <= map_->size() - info.offset;
+    const bool cpu = dev != nullptr && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
+    return cpu && info.offset % 32 == 0 && in_map(info) ? Layout::Mapped : Layout::Copied;
   };
   std::vector<Loaded> loads;
   std::set<std::string> fused_part, applied;
@@ -182,8 +186,9 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
       l.info.nbytes += p->nbytes;
     }
     const ggml_backend_t backend = place(parts.front()->name);
-    const bool mapped_parts =
-        mappable(*parts.front(), backend) && !will_repack(l.info, backend) && !packable(l.info, backend);
+    const Layout fused = layout_of(l.info, backend);
+    const bool mapped_parts = layout_of(*parts.front(), backend) == Layout::Mapped && fused != Layout::Packed &&
+                              fused != Layout::Repacked;
     if (f.follows.empty() && mapped_parts) continue;  // the parts stay in place in the mapped file
     for (const GgufTensorInfo* p : parts) fused_part.insert(p->name);
     applied.insert(f.name);
@@ -208,15 +213,14 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
             ErrorCode::OutOfMemory, "Cannot allocate the weight table");
     }
     l.group = g;
-    l.repacked = will_repack(info, backend);
-    const bool pack = packable(info, backend);
-    l.mapped = l.parts.empty() && mappable(info, backend);
-    ggml_context* ctx = l.mapped     ? groups_[g].map_ctx
-                        : l.repacked ? groups_[g].repack_ctx
-                        : pack       ? groups_[g].alias_ctx
-                                     : groups_[g].ctx;
+    l.layout = layout_of(info, backend);
+    if (l.layout == Layout::Mapped && !l.parts.empty()) l.layout = Layout::Copied;  // fused: one copy of the parts
+    ggml_context* ctx = l.layout == Layout::Mapped     ? groups_[g].map_ctx
+                        : l.layout == Layout::Repacked ? groups_[g].repack_ctx
+                        : l.layout == Layout::Packed   ? groups_[g].alias_ctx
+                                                       : groups_[g].ctx;
     ggml_tensor* t = ggml_new_tensor(ctx, info.type, std::max(1, info.n_dims), info.ne);
-    if (pack) {
+    if (l.layout == Layout::Packed) {
       l.packed = ggml_new_tensor_1d(groups_[g].ctx, GGML_TYPE_I8,
                                     static_cast<int64_t>(kernels::int8_packed_size(info.type, info.ne[1], info.ne[0])));
     }
@@ -254,24 +258,22 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
   }
   std::vector<uint8_t> staging;
   std::vector<PackJob> pack_jobs;  // packed matrices copied straight from the mapped file
-  auto in_map = [&](const GgufTensorInfo* p) {
-    return map_ != nullptr && p->offset <= map_->size() && p->nbytes <= map_->size() - p->offset && p->ne[1] % 8 == 0;
-  };
+  auto whole_groups_in_map = [&](const GgufTensorInfo* p) { return in_map(*p) && p->ne[1] % 8 == 0; };
   for (const Loaded& l : loads) {
     const GgufTensorInfo& info = l.info;
     ggml_tensor* t = tensors_[info.name];
     const Group& grp = groups_[l.group];
-    if (l.mapped) {  // bounds checked by mappable()
+    if (l.layout == Layout::Mapped) {  // bounds checked by layout_of()
       check(ggml_backend_tensor_alloc(grp.map_buffer, t, const_cast<uint8_t*>(map_->data()) + info.offset) ==
                 GGML_STATUS_SUCCESS,
             ErrorCode::InvalidModel, format("%s: cannot place tensor %s", path_.c_str(), info.name.c_str()));
       mapped_bytes_ += info.nbytes;
       continue;
     }
-    if (l.packed != nullptr) {
+    if (l.layout == Layout::Packed) {
       std::vector<const GgufTensorInfo*> parts = l.parts;
       if (parts.empty()) parts.push_back(&info);
-      if (std::all_of(parts.begin(), parts.end(), in_map)) {  // parts of whole groups: pack each from the map
+      if (std::all_of(parts.begin(), parts.end(), whole_groups_in_map)) {  // pack each part from the map
         uint8_t* dst = static_cast<uint8_t*>(t->data);
         for (const GgufTensorInfo* p : parts) {
           pack_jobs.push_back({p->type, map_->data() + p->offset, dst, p->ne[1], p->ne[0]});
@@ -280,7 +282,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
         continue;
       }
     }
-    const bool direct = !l.repacked && l.packed == nullptr && ggml_backend_buffer_is_host(grp.buffer);
+    const bool direct = l.layout == Layout::Copied && ggml_backend_buffer_is_host(grp.buffer);
     // Straight into place on the host; else through staging (device memory, or a layout rewritten
     // as it is copied, which needs the whole tensor at once).
     uint8_t* dst = direct ? static_cast<uint8_t*>(t->data) : nullptr;
@@ -296,7 +298,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
         dst += p->nbytes;
       }
     }
-    if (l.packed != nullptr) {  // a host buffer (CPU backend)
+    if (l.layout == Layout::Packed) {  // a host buffer (CPU backend)
       kernels::int8_pack(info.type, staging.data(), t->data, info.ne[1], info.ne[0]);
     } else if (!direct) {
       ggml_backend_tensor_set(t, staging.data(), 0, info.nbytes);
