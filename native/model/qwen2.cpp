@@ -109,9 +109,10 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
     std::string s = pattern;
     return s.replace(s.find("{N}"), 3, std::to_string(il));
   };
+  auto blk = [](int64_t il, const char* suffix) { return "blk." + std::to_string(il) + "." + suffix; };
   const bool fuse = !exact && std::getenv("VL3_TEST_NO_FUSE") == nullptr;  // test hook: the unfused graph
   for (int64_t il = 0; fuse && il < hp_.n_layers; ++il) {
-    auto n = [il](const char* suffix) { return "blk." + std::to_string(il) + "." + suffix; };
+    auto n = [&](const char* suffix) { return blk(il, suffix); };
     const std::vector<std::string> qkv = {n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")};
     const std::vector<std::string> qkv_b = {n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias")};
     // Weights skips a fusion whose parts differ in type (q4_k_m gives some layers a 6-bit attn_v);
@@ -140,7 +141,7 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
   output_norm_ = w.get("output_norm.weight", {D}, true);
   output_ = w.has("output.weight") ? w.get("output.weight", {D, hp_.n_vocab}) : tok_embd_;
   for (int64_t i = 0; i < hp_.n_layers; ++i) {
-    auto n = [i](const char* suffix) { return "blk." + std::to_string(i) + "." + suffix; };
+    auto n = [&](const char* suffix) { return blk(i, suffix); };
     Layer L{};
     L.attn_norm = w.get(n("attn_norm.weight"), {D}, true);
     const std::string qkv = layer_name(names::fused::attn_qkv_weight, i);
