@@ -26,14 +26,15 @@ struct Format {
   ggml_type act_type;    // ggml's activation type for this weight type
   size_t act_block;      // bytes of one block of act_type
   size_t act_qs;         // offset of the int8 quants in an act_type block
-  bool sums;             // activation rows also carry int16 sums of each 32 quants (Q4_K's mins)
+  int64_t sum_cols;      // activation rows also carry the sum of each sum_cols quants (0: none)
+  size_t sum_bytes;      // bytes per sum: int16 (Q4_K), or int16 then a zero int16 (Q6_K)
 };
 // Q8_0: 8 fp16 scales + 8 x 32 quants. Q6_K: 8 fp16 scales + 16 x 8 int8 sub-block scales + 8 x 256
-// quants. Q4_K: 8 fp16 scales + 8 fp16 min scales + 8 x 8 6-bit scales + 8 x 8 6-bit mins + 8 x 256
-// 4-bit quants (two columns a byte).
-constexpr Format kQ8_0{32, 34, 16 + 8 * 32, 16, GGML_TYPE_Q8_0, 34, 2, false};
-constexpr Format kQ6_K{256, 210, 16 + 128 + 8 * 256, 16 + 128, GGML_TYPE_Q8_K, 292, 4, false};
-constexpr Format kQ4_K{256, 144, 16 + 16 + 64 + 64 + 8 * 128, 16 + 16 + 64 + 64, GGML_TYPE_Q8_K, 292, 4, true};
+// 6-bit quants. Q4_K: 8 fp16 scales + 8 fp16 min scales + 8 x 8 6-bit scales + 8 x 8 6-bit mins +
+// 8 x 256 4-bit quants.
+constexpr Format kQ8_0{32, 34, 16 + 8 * 32, 16, GGML_TYPE_Q8_0, 34, 2, 0, 0};
+constexpr Format kQ6_K{256, 210, 16 + 128 + 8 * 128 + 8 * 64, 16 + 128, GGML_TYPE_Q8_K, 292, 4, 16, 4};
+constexpr Format kQ4_K{256, 144, 16 + 16 + 64 + 64 + 8 * 128, 16 + 16 + 64 + 64, GGML_TYPE_Q8_K, 292, 4, 32, 2};
 
 constexpr const Format& format_of(ggml_type type) {
   return type == GGML_TYPE_Q6_K ? kQ6_K : type == GGML_TYPE_Q4_K ? kQ4_K : kQ8_0;
@@ -50,9 +51,46 @@ inline float f16(const uint8_t* p) {
 }
 
 // Activation rows as the kernels read them: nb float scales, then nb blocks of int8 quants, then
-// (f.sums) for each block the int16 sums of each 32 quants.
+// (K-quants) for each block the sums of each f.sum_cols quants, f.sum_bytes apart.
 size_t act_row_bytes(const Format& f, int64_t nb) {
-  return static_cast<size_t>(nb) * (4 + f.block + (f.sums ? 2 * f.block / 32 : 0));
+  return static_cast<size_t>(nb) * (4 + f.block + (f.sum_cols != 0 ? f.sum_bytes * (f.block / f.sum_cols) : 0));
+}
+
+// Q4_K's quants: per 32 columns 4 vectors; vector k holds columns 4k..4k+3 in its low nibbles and
+// 16 + 4k..16 + 4k + 3 in its high ones. Column e (of a block) of row r of group-block gb (0..15):
+inline int q4_at(const uint8_t* gb, int64_t e, int64_t r) {
+  const int64_t c = (e % 32) / 4;  // the column's vector of 8 rows x 4 columns
+  const uint8_t byte = gb[kQ4_K.quants + (e / 32) * 128 + (c % 4) * 32 + r * 4 + e % 4];
+  return c >= 4 ? byte >> 4 : byte & 0xF;
+}
+// Q6_K's quants (+ 32: 0..63): per 16 columns (one sub-block: vectors v0..v3 of 6-bit values) 3
+// vectors A, B, C holding v0, v1, v2 in their low 6 bits and v3's bits 0-1, 2-3, 4-5 in their top 2.
+// Column e of row r of group-block gb:
+inline int q6_at(const uint8_t* gb, int64_t e, int64_t r) {
+  const uint8_t* abc = gb + kQ6_K.quants + (e / 16) * 96 + r * 4 + e % 4;
+  const int64_t k = (e % 16) / 4;
+  if (k < 3) return abc[32 * k] & 63;
+  return (abc[0] >> 6) | ((abc[32] >> 6) << 2) | ((abc[64] >> 6) << 4);
+}
+// One row's 256 quants of a Q4_K block into its bytes of the packed vectors at q (the row's first
+// byte): see q4_at.
+void put_nibbles(const uint8_t* v, uint8_t* q) {
+  for (int j = 0; j < 8; ++j) {
+    for (int k = 0; k < 4; ++k) {
+      for (int e = 0; e < 4; ++e) {
+        q[j * 128 + k * 32 + e] = static_cast<uint8_t>((v[j * 32 + 4 * k + e] & 0xF) | (v[j * 32 + 16 + 4 * k + e] << 4));
+      }
+    }
+  }
+}
+// One row's 256 Q6_K quants (0..63) into its bytes of the packed vectors at q: see q6_at.
+void put_q6(const uint8_t* v, uint8_t* q) {
+  for (int s = 0; s < 16; ++s) {
+    for (int e = 0; e < 4; ++e) {
+      const uint8_t* col = v + 16 * s + e;  // column 4k + e of the sub-block: col[4 * k]
+      for (int k = 0; k < 3; ++k) q[s * 96 + 32 * k + e] = static_cast<uint8_t>(col[4 * k] | (((col[12] >> (2 * k)) & 3) << 6));
+    }
+  }
 }
 
 // One f32 row of k values -> an activation row (ggml's quantizer, then the layout above).
@@ -70,11 +108,16 @@ void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std:
     }
     std::memcpy(out + b * 4, &d, 4);
     std::memcpy(out + nb * 4 + b * f.block, blk + f.act_qs, static_cast<size_t>(f.block));
-    for (int64_t sb = 0; f.sums && sb < f.block / 32; ++sb) {  // Q8_K's bsums hold the sum of each 16 quants
-      int16_t halves[2];
-      std::memcpy(halves, blk + f.act_qs + f.block + sb * 4, 4);
-      const auto sum = static_cast<int16_t>(halves[0] + halves[1]);
-      std::memcpy(out + nb * (4 + f.block) + (b * f.block / 32 + sb) * 2, &sum, 2);
+    const int64_t per_block = f.sum_cols != 0 ? f.block / f.sum_cols : 0;
+    for (int64_t sb = 0; sb < per_block; ++sb) {  // Q8_K's bsums hold the sum of each 16 quants
+      int16_t sums[2] = {0, 0};
+      std::memcpy(sums, blk + f.act_qs + f.block + sb * 2 * (f.sum_cols / 16), 2);
+      if (f.sum_cols == 32) {
+        int16_t next;
+        std::memcpy(&next, blk + f.act_qs + f.block + sb * 4 + 2, 2);
+        sums[0] = static_cast<int16_t>(sums[0] + next);
+      }
+      std::memcpy(out + nb * (4 + f.block) + (b * per_block + sb) * f.sum_bytes, sums, f.sum_bytes);
     }
   }
 }
@@ -126,24 +169,72 @@ VL3_AVX2 inline void dots_q8_0(const uint8_t* g, const int8_t* const* x, __m256i
   }
 }
 
-// The same over one Q6_K group-block: per 16 columns, four products summed in int16 (|q - 32| <= 32
-// and |x| <= 127 keep them under 4 * 8128 = 32512), then madd by the rows' sub-block scales.
+// The 8 rows' sub-block scales at p (8 bytes) as int16, each twice: [s0, s0, s1, s1, ..., s7, s7]
+// (maddubs gives a row 2 lanes). Q6_K's are signed, Q4_K's unsigned.
+VL3_AVX2 inline __m256i row_scales_i8(const uint8_t* p) {
+  const __m128i s = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s, s));
+}
+VL3_AVX2 inline __m256i row_scales_u8(const uint8_t* p) {
+  const __m128i s = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s, s));
+}
+// The 4 packed vectors of 32 columns as 8 vectors of nibbles (columns 4c..4c+3 of rows 0..7 in v[c]).
+VL3_AVX2 inline void unpack_nibbles(const uint8_t* q, __m256i* v) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  for (int k = 0; k < 4; ++k) {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * k));
+    v[k] = _mm256_and_si256(packed, nibble);
+    v[k + 4] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+  }
+}
+// One Q6_K sub-block's 3 stored vectors (q6_at) as its 4 vectors of 6-bit quants. The 16-bit shifts
+// carry bits across bytes only into positions the masks clear.
+VL3_AVX2 inline void unpack_q6(const uint8_t* q, __m256i* v) {
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32));
+  const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64));
+  const __m256i low6 = _mm256_set1_epi8(0x3F);
+  v[0] = _mm256_and_si256(a, low6);
+  v[1] = _mm256_and_si256(b, low6);
+  v[2] = _mm256_and_si256(c, low6);
+  const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(a, 6), _mm256_set1_epi8(0x03));
+  const __m256i mid = _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(0x0C));
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 2), _mm256_set1_epi8(0x30));
+  v[3] = _mm256_or_si256(_mm256_or_si256(lo, mid), hi);
+}
+// 16 int16: row r's two column-pair sums of v·x (columns 4c..4c+3) in lanes 2r, 2r + 1.
+VL3_AVX2 inline __m256i products_u(__m256i v, const int8_t* x, int c) {
+  int32_t x4;
+  std::memcpy(&x4, x + 4 * c, 4);
+  return _mm256_maddubs_epi16(v, _mm256_set1_epi32(x4));
+}
+
+// The same over one Q6_K group-block, with the quants as stored (q + 32, 0..63, unsigned: no sign
+// trick): dot = Σ_s scale_s · (Σ q·x − 32 · Σ x) over the 16 sub-blocks of 16 columns, which is the
+// file's Σ_s scale_s · Σ (q − 32)·x exactly. Two products (<= 2 · 63 · 127 · 2 = 32004) share an int16 sum.
 template <int T>
-VL3_AVX2 inline void dots_q6_K(const uint8_t* g, const int8_t* const* x, __m256i* dot) {
+VL3_AVX2 inline void dots_q6_K(const uint8_t* g, const int8_t* const* x, const int32_t* const* sums, __m256i* dot) {
   const uint8_t* q = g + kQ6_K.quants;
-  for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
-  for (int s = 0; s < 16; ++s) {
-    // rows' scales as int16, each twice: [s0, s0, s1, s1, ..., s7, s7] (maddubs gives 2 lanes a row)
-    const __m128i sc = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 16 + 8 * s)));
-    const __m256i scale = _mm256_set_m128i(_mm_unpackhi_epi16(sc, sc), _mm_unpacklo_epi16(sc, sc));
-    const Weights4 v0 = weight_vector(q, 4 * s), v1 = weight_vector(q, 4 * s + 1), v2 = weight_vector(q, 4 * s + 2),
-                   v3 = weight_vector(q, 4 * s + 3);
+  __m256i corr[T];
+  for (int t = 0; t < T; ++t) dot[t] = corr[t] = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j, q += 192) {  // 32 columns: sub-blocks 2j (v[0..3]), 2j + 1 (v[4..7])
+    __m256i v[8];
+    unpack_q6(q, v);
+    unpack_q6(q + 96, v + 4);
+    const __m256i sc[2] = {row_scales_i8(g + 16 + 16 * j), row_scales_i8(g + 16 + 16 * j + 8)};
     for (int t = 0; t < T; ++t) {
-      __m256i p = _mm256_add_epi16(products(v0, x[t], 4 * s), products(v1, x[t], 4 * s + 1));
-      p = _mm256_add_epi16(p, _mm256_add_epi16(products(v2, x[t], 4 * s + 2), products(v3, x[t], 4 * s + 3)));
-      dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(p, scale));
+      const int8_t* xs = x[t] + 32 * j;
+      for (int h = 0; h < 2; ++h) {
+        const __m256i a = _mm256_add_epi16(products_u(v[4 * h], xs, 4 * h), products_u(v[4 * h + 1], xs, 4 * h + 1));
+        const __m256i b = _mm256_add_epi16(products_u(v[4 * h + 2], xs, 4 * h + 2), products_u(v[4 * h + 3], xs, 4 * h + 3));
+        dot[t] = _mm256_add_epi32(dot[t], _mm256_add_epi32(_mm256_madd_epi16(a, sc[h]), _mm256_madd_epi16(b, sc[h])));
+        // (sum, 0) against (scale, scale): scale · sum per row
+        corr[t] = _mm256_add_epi32(corr[t], _mm256_madd_epi16(sc[h], _mm256_set1_epi32(sums[t][2 * j + h])));
+      }
     }
   }
+  for (int t = 0; t < T; ++t) dot[t] = _mm256_sub_epi32(dot[t], _mm256_slli_epi32(corr[t], 5));
 }
 
 // Over one Q4_K group-block: dotA = Σ_s scale_s · Σ q·x (unsigned 4-bit quants need no sign trick:
@@ -152,33 +243,23 @@ template <int T>
 VL3_AVX2 inline void dots_q4_K(const uint8_t* g, const int8_t* const* x, const int16_t* const* sums, __m256i* dotA,
                                __m256i* dotB) {
   const uint8_t* q = g + kQ4_K.quants;
-  const __m256i nibble = _mm256_set1_epi8(0x0F);
   for (int t = 0; t < T; ++t) dotA[t] = dotB[t] = _mm256_setzero_si256();
   for (int s = 0; s < 8; ++s, q += 128) {
-    const __m128i sc = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 32 + 8 * s)));
-    const __m256i scale = _mm256_set_m128i(_mm_unpackhi_epi16(sc, sc), _mm_unpacklo_epi16(sc, sc));
-    __m256i v[8];  // v[c]: columns 4c..4c+3 of the sub-block, rows 0..7 (low nibbles c < 4, high c >= 4)
-    for (int k = 0; k < 4; ++k) {
-      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * k));
-      v[k] = _mm256_and_si256(packed, nibble);
-      v[k + 4] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
-    }
+    const __m256i scale = row_scales_u8(g + 32 + 8 * s);
+    __m256i v[8];
+    unpack_nibbles(q, v);
     for (int t = 0; t < T; ++t) {
       const int8_t* xs = x[t] + 32 * s;
-      __m256i p = _mm256_setzero_si256();
-#pragma GCC unroll 8
-      for (int c = 0; c < 8; ++c) {
-        int32_t x4;
-        std::memcpy(&x4, xs + 4 * c, 4);
-        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(v[c], _mm256_set1_epi32(x4)));
-      }
+      __m256i p = products_u(v[0], xs, 0);
+#pragma GCC unroll 7
+      for (int c = 1; c < 8; ++c) p = _mm256_add_epi16(p, products_u(v[c], xs, c));
       dotA[t] = _mm256_add_epi32(dotA[t], _mm256_madd_epi16(p, scale));
     }
   }
   for (int s = 0; s < 8; s += 2) {  // mins of sub-blocks s, s + 1 per row as int16 pairs, times the x sums
-    const __m128i a = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96 + 8 * s)));
-    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96 + 8 * (s + 1))));
-    const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi16(a, b), _mm_unpacklo_epi16(a, b));
+    const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96 + 8 * s));
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96 + 8 * (s + 1)));
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, b));
     for (int t = 0; t < T; ++t) {
       int32_t pair;
       std::memcpy(&pair, sums[t] + s, 4);
@@ -195,26 +276,30 @@ VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t 
   constexpr const Format& f = format_of(Type);
   const float* xd[T];
   const int8_t* xq[T];
-  const int16_t* xsum[T];
+  const uint8_t* xsum[T];  // the K-quants' activation sums of this block
   __m256 acc[T];
   for (int t = 0; t < T; ++t) {
     const uint8_t* row = x + t * row_bytes;
     xd[t] = reinterpret_cast<const float*>(row);
     xq[t] = reinterpret_cast<const int8_t*>(row + nb * 4);
-    xsum[t] = reinterpret_cast<const int16_t*>(row + nb * (4 + f.block));
+    xsum[t] = row + nb * (4 + f.block);
     acc[t] = _mm256_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b, g += f.group_block) {
-    if (prefetch) {  // decode: the weights stream from memory once; stay ~1 KiB ahead
+    if (prefetch) {  // decode: the weights stream from memory once; stay 2 KiB ahead
       for (size_t l = 0; l < f.group_block; l += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(g) + 1024 + l, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(g) + 2048 + l, _MM_HINT_T0);
       }
     }
     __m256i dot[T], dot_min[T];
     if constexpr (Type == GGML_TYPE_Q4_K) {
-      dots_q4_K<T>(g, xq, xsum, dot, dot_min);
+      const int16_t* sums[T];
+      for (int t = 0; t < T; ++t) sums[t] = reinterpret_cast<const int16_t*>(xsum[t]);
+      dots_q4_K<T>(g, xq, sums, dot, dot_min);
     } else if constexpr (Type == GGML_TYPE_Q6_K) {
-      dots_q6_K<T>(g, xq, dot);
+      const int32_t* sums[T];
+      for (int t = 0; t < T; ++t) sums[t] = reinterpret_cast<const int32_t*>(xsum[t]);
+      dots_q6_K<T>(g, xq, sums, dot);
     } else {
       dots_q8_0<T>(g, xq, dot);
     }
@@ -225,8 +310,8 @@ VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t 
       if constexpr (Type == GGML_TYPE_Q4_K) {
         const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
         acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(dot_min[t]), _mm256_mul_ps(dmin, dx), acc[t]);
-        xsum[t] += f.block / 32;
       }
+      if constexpr (f.sum_cols != 0) xsum[t] += f.sum_bytes * (f.block / f.sum_cols);
       xq[t] += f.block;
     }
   }
@@ -328,16 +413,15 @@ void dequantize_packed_row(ggml_type type, const uint8_t* w, int64_t i, int64_t 
   for (int64_t b = 0; b < nb; ++b, gb += f.group_block, y += f.block) {
     const float d = f16(gb + r * 2);
     for (int64_t e = 0; e < f.block; ++e) {
-      const int64_t c = (e % 32) / 4;
       if (type == GGML_TYPE_Q4_K) {
         const int64_t sb = e / 32;
-        const uint8_t byte = gb[f.quants + sb * 128 + (c % 4) * 32 + r * 4 + e % 4];
         const float d1 = d * gb[32 + sb * 8 + r], m1 = f16(gb + 16 + r * 2) * gb[96 + sb * 8 + r];
-        const float prod = d1 * static_cast<float>(c < 4 ? (byte & 0xF) : (byte >> 4));
+        const float prod = d1 * static_cast<float>(q4_at(gb, e, r));
         y[e] = prod - m1;
+      } else if (type == GGML_TYPE_Q6_K) {
+        y[e] = d * static_cast<int8_t>(gb[16 + (e / 16) * 8 + r]) * (q6_at(gb, e, r) - 32);
       } else {
-        const auto q = static_cast<int8_t>(gb[f.quants + (e / 4) * 32 + r * 4 + e % 4]);
-        y[e] = type == GGML_TYPE_Q6_K ? d * static_cast<int8_t>(gb[16 + (e / 16) * 8 + r]) * q : q * d;
+        y[e] = static_cast<int8_t>(gb[f.quants + (e / 4) * 32 + r * 4 + e % 4]) * d;
       }
     }
   }
@@ -399,13 +483,7 @@ void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t
               v[64 * j + 32 + l] = byte >> 4;
             }
           }
-          for (int sb = 0; sb < 8; ++sb) {  // vector c of the sub-block: low nibbles c < 4, high c >= 4
-            for (int k = 0; k < 4; ++k) {
-              for (int e = 0; e < 4; ++e) {
-                q[sb * 128 + k * 32 + e] = static_cast<uint8_t>(v[sb * 32 + 4 * k + e] | (v[sb * 32 + 16 + 4 * k + e] << 4));
-              }
-            }
-          }
+          put_nibbles(v, q);
         } else if (type == GGML_TYPE_Q6_K) {
           std::memcpy(d + r * 2, blk + 208, 2);                                // d
           for (int sb = 0; sb < 16; ++sb) d[16 + sb * 8 + r] = blk[192 + sb];  // scales
@@ -415,13 +493,13 @@ void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t
           for (int h = 0; h < 2; ++h) {
             for (int l = 0; l < 32; ++l) {
               const uint8_t ql0 = blk[64 * h + l], ql1 = blk[64 * h + 32 + l], qh = blk[128 + 32 * h + l];
-              v[128 * h + l] = static_cast<uint8_t>(((ql0 & 0xF) | ((qh & 3) << 4)) - 32);
-              v[128 * h + 32 + l] = static_cast<uint8_t>(((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32);
-              v[128 * h + 64 + l] = static_cast<uint8_t>(((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32);
-              v[128 * h + 96 + l] = static_cast<uint8_t>(((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32);
+              v[128 * h + l] = static_cast<uint8_t>((ql0 & 0xF) | ((qh & 3) << 4));
+              v[128 * h + 32 + l] = static_cast<uint8_t>((ql1 & 0xF) | (((qh >> 2) & 3) << 4));
+              v[128 * h + 64 + l] = static_cast<uint8_t>((ql0 >> 4) | (((qh >> 4) & 3) << 4));
+              v[128 * h + 96 + l] = static_cast<uint8_t>((ql1 >> 4) | (((qh >> 6) & 3) << 4));
             }
           }
-          for (int c = 0; c < 64; ++c) std::memcpy(q + c * 32, v + 4 * c, 4);
+          put_q6(v, q);
         } else {
           std::memcpy(d + r * 2, blk, 2);
           for (int c = 0; c < 8; ++c) std::memcpy(q + c * 32, blk + 2 + 4 * c, 4);
@@ -484,11 +562,7 @@ void int8_gemm_reference(ggml_type type, const void* w, const void* xq, float* y
           int32_t dot = 0, dot_min = 0;
           for (int64_t sb = 0; sb < 8; ++sb) {
             int32_t part = 0;
-            for (int64_t e = 0; e < 32; ++e) {
-              const int c = static_cast<int>(e / 4);
-              const uint8_t byte = gb[f.quants + sb * 128 + (c % 4) * 32 + r * 4 + e % 4];
-              part += (c < 4 ? (byte & 0xF) : (byte >> 4)) * x[sb * 32 + e];
-            }
+            for (int64_t e = 32 * sb; e < 32 * (sb + 1); ++e) part += q4_at(gb, e, r) * x[e];
             int16_t sum;
             std::memcpy(&sum, row + nb * (4 + f.block) + (b * 8 + sb) * 2, 2);
             dot += part * gb[32 + sb * 8 + r];
@@ -502,7 +576,8 @@ void int8_gemm_reference(ggml_type type, const void* w, const void* xq, float* y
         for (int64_t s = 0; s < f.block / 16; ++s) {  // 16-column sub-blocks (Q6_K's scales; 1 for Q8_0)
           int32_t part = 0;
           for (int64_t e = 16 * s; e < 16 * (s + 1); ++e) {
-            part += static_cast<int32_t>(wq[(e / 4) * 32 + r * 4 + e % 4]) * x[e];
+            const int q = type == GGML_TYPE_Q6_K ? q6_at(gb, e, r) - 32 : wq[(e / 4) * 32 + r * 4 + e % 4];
+            part += q * x[e];
           }
           dot += type == GGML_TYPE_Q6_K ? part * static_cast<int8_t>(gb[16 + s * 8 + r]) : part;
         }

@@ -2,20 +2,24 @@
 // prefill and decode for Q8_0, Q6_K and Q4_K matrices on AVX2 machines. ggml has no interleaved
 // kernel for Q8_0 (tinyBLAS) or Q6_K (one row-column dot product at a time, each paying conversions
 // and scale products per block for every pair); its Q4_K one is beaten here by unsigned 4-bit quants
-// that need no sign trick and scales folded into one `madd` per 32 columns.
+// that need no sign trick and scales folded into one `madd` per 32 columns. Q6_K's quants are kept
+// unsigned too (q + 32, 0..63; the activations' sums take the 32 back off), in 6 bits, so decode
+// reads no more bytes than the file holds.
 //
 // Packed layout of a `rows` x `cols` matrix (rows % 8 == 0): group by group (8 consecutive rows),
-// then block by block (the type's block of columns: 32 for Q8_0, 256 for Q6_K and Q4_K):
-//   Q8_0: the 8 rows' fp16 scales (16 bytes), then 8 vectors of 32 int8 quants (272 bytes = 8 x 34);
+// then block by block (the type's block of columns: 32 for Q8_0, 256 for Q6_K and Q4_K). A vector
+// is 32 bytes: 4 consecutive columns of rows 0..7 in turn.
+//   Q8_0: the 8 rows' fp16 scales (16 bytes), then 8 vectors of int8 quants (272 bytes = 8 x 34);
 //   Q6_K: the 8 rows' fp16 super-block scales (16 bytes), then the 16 sub-block scales of each
-//         16 columns as int8, rows 0..7 per sub-block (128 bytes), then 64 vectors of 32 int8
-//         quants (q - 32, so -32..31): 2192 bytes where Q6_K takes 1680;
+//         16 columns as int8, rows 0..7 per sub-block (128 bytes), then per sub-block 3 vectors
+//         A, B, C: columns 0-3, 4-7, 8-11 (q + 32) in their low 6 bits, and bits 0-1, 2-3, 4-5 of
+//         columns 12-15 in their top 2 (1680 bytes, as in the file);
 //   Q4_K: the 8 rows' fp16 scales and fp16 min scales (32 bytes), the 8 sub-block scales and 8
 //         sub-block mins (6-bit, as bytes, rows 0..7 per sub-block: 128 bytes), then per 32-column
-//         sub-block 4 vectors of 32 bytes whose low nibbles are vectors 0..3 and high nibbles
-//         vectors 4..7 (1184 bytes where Q4_K takes 1152).
-// Vector c holds columns 4c..4c+3 of rows 0..7 in turn, so one broadcast activation dword times one
-// vector gives all 8 rows' partial dot products in their own lanes: no horizontal sums per block.
+//         sub-block 4 vectors whose low nibbles hold columns 0-15 and high nibbles 16-31 (1184
+//         bytes where Q4_K takes 1152).
+// One broadcast activation dword times one vector of quants gives all 8 rows' partial dot products
+// in their own lanes: no horizontal sums per block.
 // Packed matrices are tagged (int8_is_packed) and must only be used through int8_mul_mat and
 // int8_get_rows.
 //
