@@ -15,7 +15,8 @@
 namespace vl3::kernels {
 namespace {
 
-constexpr int kRows = 8;  // rows per group
+constexpr int kRows = 8;        // rows per group
+constexpr int64_t kFusedRows = 2;  // products of at most this many activation rows quantize them in their own op
 
 /** What differs between the packed types. */
 struct Format {
@@ -354,55 +355,97 @@ bool cpu_has_avx2_fma_f16c() {
 
 // ---- graph ops ----------------------------------------------------------------------------------
 
-// dst [act_row_bytes, rows] int8 <- src[0] f32 rows (quantize_row); userdata: the weights' Format.
+// One f32 row (row r of x, any strides) -> an activation row.
+void quantize_x_row(const Format& f, const ggml_tensor* x, int64_t r, uint8_t* out, std::vector<uint8_t>& plain) {
+  const int64_t i1 = r % x->ne[1], i2 = (r / x->ne[1]) % x->ne[2], i3 = r / (x->ne[1] * x->ne[2]);
+  const char* src = static_cast<const char*>(x->data) + i1 * x->nb[1] + i2 * x->nb[2] + i3 * x->nb[3];
+  quantize_row(f, reinterpret_cast<const float*>(src), out, x->ne[0], plain);
+}
+
+// dst [act_row_bytes, rows] int8 <- src[0] f32 rows; userdata: the weights' Format.
 void quantize_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
   const Format& f = *static_cast<const Format*>(userdata);
   const ggml_tensor* x = dst->src[0];
   const int64_t rows = ggml_nrows(x);
-  const int64_t r0 = rows * ith / nth, r1 = rows * (ith + 1) / nth;
   std::vector<uint8_t> plain;
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t i1 = r % x->ne[1], i2 = (r / x->ne[1]) % x->ne[2], i3 = r / (x->ne[1] * x->ne[2]);
-    const char* src = static_cast<const char*>(x->data) + i1 * x->nb[1] + i2 * x->nb[2] + i3 * x->nb[3];
-    quantize_row(f, reinterpret_cast<const float*>(src), static_cast<uint8_t*>(dst->data) + r * dst->nb[1], x->ne[0],
-                 plain);
+  for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; ++r) {
+    quantize_x_row(f, x, r, static_cast<uint8_t*>(dst->data) + r * dst->nb[1], plain);
   }
 }
 
-// gemm_op through the scalar reference: the test hook VL3_TEST_INT8_REFERENCE (whole models on
-// it), and gemm_op's path on CPUs without AVX2 (not taken: int8_matmul_enabled requires AVX2).
-void gemm_reference_op(ggml_tensor* dst, int ith, int nth, void*) {
+// How one product op runs: which adds it folds in (dst->src[2], src[3] in this order when present),
+// whether it quantizes the activations itself (few rows: src[1] is f32 x, each thread quantizes
+// all of it, saving the separate op and its barrier) or reads quantize_op's output, and whether it
+// runs the scalar reference (the test hook VL3_TEST_INT8_REFERENCE, or a CPU without AVX2).
+struct Plan {
+  bool bias;      // + b [n], after the product (as ggml_add(y, b))
+  bool residual;  // then res [n, rows] + that (as ggml_add(res, ...))
+  bool fused;
+  bool reference;
+};
+constexpr Plan kPlans[16] = {
+    {false, false, false, false}, {true, false, false, false}, {false, true, false, false}, {true, true, false, false},
+    {false, false, true, false},  {true, false, true, false},  {false, true, true, false},  {true, true, true, false},
+    {false, false, false, true},  {true, false, false, true},  {false, true, false, true},  {true, true, false, true},
+    {false, false, true, true},   {true, false, true, true},   {false, true, true, true},   {true, true, true, true}};
+const Plan& plan_of(bool bias, bool residual, bool fused, bool reference) {
+  return kPlans[(bias ? 1 : 0) + (residual ? 2 : 0) + (fused ? 4 : 0) + (reference ? 8 : 0)];
+}
+
+// Outputs [i0, i1) of every row of dst get the plan's adds.
+void apply_adds(const ggml_tensor* dst, const Plan& plan, int64_t i0, int64_t i1) {
+  const ggml_tensor* bias = plan.bias ? dst->src[2] : nullptr;
+  const ggml_tensor* res = plan.residual ? dst->src[plan.bias ? 3 : 2] : nullptr;
+  if (bias == nullptr && res == nullptr) return;
+  for (int64_t j = 0; j < ggml_nrows(dst); ++j) {
+    auto* y = reinterpret_cast<float*>(static_cast<char*>(dst->data) + j * dst->nb[1]);
+    if (bias != nullptr) {
+      const auto* b = static_cast<const float*>(bias->data);
+      for (int64_t i = i0; i < i1; ++i) y[i] += b[i];
+    }
+    if (res != nullptr) {
+      const auto* r = reinterpret_cast<const float*>(static_cast<const char*>(res->data) + j * res->nb[1]);
+      for (int64_t i = i0; i < i1; ++i) y[i] = r[i] + y[i];
+    }
+  }
+}
+
+// dst [n, rows] f32 <- src[0] packed weights [k, n] · src[1] (quantized activations, or f32 x when
+// fused), plus the plan's adds. Threads split the 8-row groups evenly.
+void gemm_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
+  const Plan& plan = *static_cast<const Plan*>(userdata);
   const ggml_tensor* w = dst->src[0];
-  if (ith == 0) {
-    int8_gemm_reference(w->type, w->data, dst->src[1]->data, static_cast<float*>(dst->data), w->ne[1], w->ne[0],
-                        ggml_nrows(dst->src[1]));
+  const Format& f = format_of(w->type);
+  const int64_t n = w->ne[1], nb = w->ne[0] / f.block, m = ggml_nrows(dst), groups = n / kRows;
+  const uint8_t* xq = static_cast<const uint8_t*>(dst->src[1]->data);
+  if (plan.fused) {
+    if (plan.reference && ith != 0) return;
+    thread_local std::vector<uint8_t> own, plain;
+    own.resize(act_row_bytes(f, nb) * m);
+    for (int64_t r = 0; r < m; ++r) quantize_x_row(f, dst->src[1], r, own.data() + r * act_row_bytes(f, nb), plain);
+    xq = own.data();
   }
-}
-
-// dst [n, rows] f32 <- src[0] packed weights [k, n] · src[1] quantized activations.
-void gemm_op(ggml_tensor* dst, int ith, int nth, void*) {
+  auto* y = static_cast<float*>(dst->data);
 #if defined(VL3_INT8_SIMD)
-  if (cpu_has_avx2_fma_f16c()) {
-    const ggml_tensor* w = dst->src[0];
-    const ggml_tensor* xq = dst->src[1];
-    const int64_t n = w->ne[1], nb = w->ne[0] / format_of(w->type).block, m = ggml_nrows(xq), groups = n / kRows;
+  if (!plan.reference && cpu_has_avx2_fma_f16c()) {
     const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
     const auto* wd = static_cast<const uint8_t*>(w->data);
-    const auto* xd = static_cast<const uint8_t*>(xq->data);
-    auto* yd = static_cast<float*>(dst->data);
     if (w->type == GGML_TYPE_Q6_K) {
-      gemm_avx2<GGML_TYPE_Q6_K>(wd, xd, yd, n, nb, m, g0, g1);
+      gemm_avx2<GGML_TYPE_Q6_K>(wd, xq, y, n, nb, m, g0, g1);
     } else if (w->type == GGML_TYPE_Q4_K) {
-      gemm_avx2<GGML_TYPE_Q4_K>(wd, xd, yd, n, nb, m, g0, g1);
+      gemm_avx2<GGML_TYPE_Q4_K>(wd, xq, y, n, nb, m, g0, g1);
     } else {
-      gemm_avx2<GGML_TYPE_Q8_0>(wd, xd, yd, n, nb, m, g0, g1);
+      gemm_avx2<GGML_TYPE_Q8_0>(wd, xq, y, n, nb, m, g0, g1);
     }
+    apply_adds(dst, plan, g0 * kRows, g1 * kRows);
     return;
   }
 #endif
-  gemm_reference_op(dst, ith, nth, nullptr);
+  if (ith == 0) {
+    int8_gemm_reference(w->type, w->data, xq, y, n, w->ne[0], m);
+    apply_adds(dst, plan, 0, n);
+  }
 }
-
 
 // Row `i` of a packed matrix of `cols` columns as floats, with ggml's dequantization arithmetic
 // (dequantize_row_*: Q8_0 q·d, Q6_K (d·sc)·q, Q4_K (d·sc)·q − dmin·m), so rows equal ggml_get_rows'.
@@ -513,15 +556,32 @@ void int8_mark(ggml_tensor* w) { w->extra = const_cast<char*>(&kPackedTag); }
 
 bool int8_is_packed(const ggml_tensor* w) { return w->extra == &kPackedTag; }
 
-ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
+ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias, ggml_tensor* residual) {
   const Format& f = format_of(w->type);
-  const auto row_bytes = static_cast<int64_t>(act_row_bytes(f, w->ne[0] / f.block));
-  ggml_tensor* xq = ggml_custom_4d(ctx, GGML_TYPE_I8, row_bytes, x->ne[1], x->ne[2], x->ne[3], &x, 1, quantize_op,
-                                   GGML_N_TASKS_MAX, const_cast<Format*>(&f));  // [row_bytes, m, ...]
-  ggml_tensor* args[2] = {w, xq};
+  const int64_t n = w->ne[1], rows = ggml_nrows(x);
+  // Adds are folded in when their layout is the simple one; otherwise they stay ggml_add ops.
+  const bool fold_bias = bias != nullptr && bias->type == GGML_TYPE_F32 && ggml_is_contiguous(bias) &&
+                         ggml_nelements(bias) == n;
+  const bool fold_res = residual != nullptr && residual->type == GGML_TYPE_F32 && residual->ne[0] == n &&
+                        residual->nb[0] == sizeof(float) && ggml_nrows(residual) == rows && residual->ne[1] == rows &&
+                        x->ne[1] == rows && (fold_bias || bias == nullptr);
+  const bool fused = rows <= kFusedRows;
   const bool reference = std::getenv("VL3_TEST_INT8_REFERENCE") != nullptr;
-  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, 2,
-                        reference ? gemm_reference_op : gemm_op, GGML_N_TASKS_MAX, nullptr);  // [n, m, ...]
+  ggml_tensor* args[4] = {w, x, nullptr, nullptr};
+  int n_args = 2;
+  if (!fused) {
+    const auto row_bytes = static_cast<int64_t>(act_row_bytes(f, w->ne[0] / f.block));
+    args[1] = ggml_custom_4d(ctx, GGML_TYPE_I8, row_bytes, x->ne[1], x->ne[2], x->ne[3], &x, 1, quantize_op,
+                             GGML_N_TASKS_MAX, const_cast<Format*>(&f));  // [row_bytes, m, ...]
+  }
+  if (fold_bias) args[n_args++] = bias;
+  if (fold_res) args[n_args++] = residual;
+  ggml_tensor* y = ggml_custom_4d(ctx, GGML_TYPE_F32, n, x->ne[1], x->ne[2], x->ne[3], args, n_args, gemm_op,
+                                  GGML_N_TASKS_MAX,
+                                  const_cast<Plan*>(&plan_of(fold_bias, fold_res, fused, reference)));  // [n, m, ...]
+  if (bias != nullptr && !fold_bias) y = ggml_add(ctx, y, bias);
+  if (residual != nullptr && !fold_res) y = ggml_add(ctx, residual, y);
+  return y;
 }
 
 ggml_tensor* int8_get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids) {

@@ -58,10 +58,14 @@ void int8_mark(ggml_tensor* w);
 bool int8_is_packed(const ggml_tensor* w);
 
 /**
- * y = w·x for a packed `w` [k, n] and f32 `x` [k, m, ...] (elements of a row contiguous): two
- * custom ops (quantize x, then the interleaved GEMM/GEMV) on the ggml CPU backend. Returns [n, m, ...].
+ * residual + (w·x + bias) for a packed `w` [k, n] and f32 `x` [k, m, ...] (elements of a row
+ * contiguous); bias [n] and residual [n, m] may be null. Custom ops on the ggml CPU backend: quantize
+ * x, then the interleaved GEMM, which also adds bias and residual to its outputs (each as ggml_add
+ * would, so the floats are the same). Decode (m <= 2) quantizes x inside the product op: one op and
+ * one thread barrier per matrix. Returns [n, m, ...].
  */
-ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x);
+ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias = nullptr,
+                          ggml_tensor* residual = nullptr);
 
 /**
  * ggml_get_rows for a packed `w` [k, n] and int32 `ids` [m]: rows as ggml dequantizes them (same

@@ -6,19 +6,20 @@
 
 namespace vl3::layers {
 
-ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
-  if (!kernels::int8_is_packed(w)) return ggml_mul_mat(ctx, w, x);
-  if (x->type != GGML_TYPE_F32 || x->nb[0] != sizeof(float)) x = ggml_cast(ctx, x, GGML_TYPE_F32);  // contiguous f32
-  return kernels::int8_mul_mat(ctx, w, x);
-}
+ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) { return linear(ctx, x, w, nullptr); }
 
 ggml_tensor* get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids) {
   return kernels::int8_is_packed(w) ? kernels::int8_get_rows(ctx, w, ids) : ggml_get_rows(ctx, w, ids);
 }
 
-ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b) {
-  ggml_tensor* y = matmul(ctx, w, x);
-  return b != nullptr ? ggml_add(ctx, y, b) : y;
+ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, ggml_tensor* res) {
+  if (kernels::int8_is_packed(w)) {
+    if (x->type != GGML_TYPE_F32 || x->nb[0] != sizeof(float)) x = ggml_cast(ctx, x, GGML_TYPE_F32);  // contiguous f32
+    return kernels::int8_mul_mat(ctx, w, x, b, res);
+  }
+  ggml_tensor* y = ggml_mul_mat(ctx, w, x);
+  if (b != nullptr) y = ggml_add(ctx, y, b);
+  return res != nullptr ? ggml_add(ctx, res, y) : y;
 }
 
 ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, float eps) {

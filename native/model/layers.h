@@ -15,8 +15,11 @@ ggml_tensor* matmul(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x);
 /** Rows `ids` (int32 [n]) of W [in, vocab] as f32 [in, n]: ggml_get_rows, or int8_get_rows for packed W. */
 ggml_tensor* get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids);
 
-/** y = W·x + b. x [in, n] -> [out, n]; b may be null. */
-ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b);
+/**
+ * y = res + (W·x + b). x [in, n] -> [out, n]; b and res [out, n] may be null. Packed W does it in one
+ * op (the adds run in the product's threads), the rest as ggml_mul_mat and ggml_add.
+ */
+ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, ggml_tensor* res = nullptr);
 
 /** LayerNorm over ne[0] with weight and bias (eps inside the sqrt, as PyTorch). */
 ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, float eps);

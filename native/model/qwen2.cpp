@@ -310,12 +310,12 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
       attn = ggml_view_2d(ctx, attn, D, 1, attn->nb[1], (n - 1) * attn->nb[1]);               // [D, 1]
       x = ggml_view_2d(ctx, x, D, 1, x->nb[1], (n - 1) * x->nb[1]);                           // [D, 1]
     }
-    x = ggml_add(ctx, x, layers::matmul(ctx, W.wo, attn));
+    x = layers::linear(ctx, attn, W.wo, nullptr, x);                                           // x + Wo·attn
     h = layers::rms_norm(ctx, x, W.ffn_norm, hp_.eps);
     ggml_tensor* ffn = W.w_gate_up != nullptr
                            ? ggml_swiglu(ctx, layers::matmul(ctx, W.w_gate_up, h))  // [2F, n] -> silu(g)·u [F, n]
                            : ggml_swiglu_split(ctx, layers::matmul(ctx, W.w_gate, h), layers::matmul(ctx, W.w_up, h));
-    x = ggml_add(ctx, x, layers::matmul(ctx, W.w_down, ffn));                                    // [D, n]
+    x = layers::linear(ctx, ffn, W.w_down, nullptr, x);                                       // [D, n]
   }
   x = layers::rms_norm(ctx, x, output_norm_, hp_.eps);
   ggml_tensor* logits = layers::matmul(ctx, output_, x);                                         // [n_vocab, rows]

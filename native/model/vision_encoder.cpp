@@ -127,10 +127,10 @@ std::vector<float> VisionEncoder::encode(const VisionSegment& seg, int threads, 
       ggml_flash_attn_ext_set_prec(attn, GGML_PREC_F32);
     }
     attn = ggml_reshape_2d(ctx, attn, D, N);                                        // [D, N]
-    x = ggml_add(ctx, x, layers::linear(ctx, attn, L.o_w, L.o_b));
+    x = layers::linear(ctx, attn, L.o_w, L.o_b, x);
     h = layers::layer_norm(ctx, x, L.ln2_w, L.ln2_b, hp_.eps);
     h = layers::gelu_tanh(ctx, layers::linear(ctx, h, L.up_w, L.up_b));             // [F, N]
-    x = ggml_add(ctx, x, layers::linear(ctx, h, L.down_w, L.down_b));               // [D, N]
+    x = layers::linear(ctx, h, L.down_w, L.down_b, x);                              // [D, N]
     stage("encoder_layer_" + std::to_string(il), x);
   }
   x = layers::layer_norm(ctx, x, post_w_, post_b_, hp_.eps);
