@@ -43,7 +43,7 @@ class Matmul {
     alias_ctx_.reset(ggml_init(ip));
     ggml_tensor* w = w_ = ggml_new_tensor_2d(packed ? alias_ctx_.get() : ctx_.get(), type, k, n);
     // packed: the data lives in a byte tensor of the packed size; w is an alias placed on it
-    ggml_tensor* storage = packed ? ggml_new_tensor_1d(ctx_.get(), GGML_TYPE_I8, kernels::int8_packed_size(type, n, k)) : w;
+    ggml_tensor* storage = packed ? ggml_new_tensor_1d(ctx_.get(), GGML_TYPE_I8, kernels::int8_storage_size(type, n, k)) : w;
     x_ = ggml_new_tensor_2d(ctx_.get(), GGML_TYPE_F32, k, m);
     y_ = packed ? kernels::int8_mul_mat(ctx_.get(), w, x_) : ggml_mul_mat(ctx_.get(), w, x_);  // [n, m]
     gf_ = ggml_new_graph(ctx_.get());

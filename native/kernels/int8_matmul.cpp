@@ -45,6 +45,14 @@ constexpr const Format& format_of(ggml_type type) {
 // extra-buffer kernels check the buffer type before reading it).
 const char kPackedTag = 0;
 
+// After the packed layout: two int32 counters for the decode product's threads (chunks claimed,
+// threads done), in a cache line of their own size.
+constexpr size_t kWorkStateBytes = 64;
+int32_t* work_state(const ggml_tensor* w) {
+  return reinterpret_cast<int32_t*>(static_cast<char*>(w->data) +
+                                    int8_packed_size(w->type, w->ne[1], w->ne[0]));
+}
+
 inline float f16(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -428,16 +436,34 @@ void gemm_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
   auto* y = static_cast<float*>(dst->data);
 #if defined(VL3_INT8_SIMD)
   if (!plan.reference && cpu_has_avx2_fma_f16c()) {
-    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
     const auto* wd = static_cast<const uint8_t*>(w->data);
-    if (w->type == GGML_TYPE_Q6_K) {
-      gemm_avx2<GGML_TYPE_Q6_K>(wd, xq, y, n, nb, m, g0, g1);
-    } else if (w->type == GGML_TYPE_Q4_K) {
-      gemm_avx2<GGML_TYPE_Q4_K>(wd, xq, y, n, nb, m, g0, g1);
-    } else {
-      gemm_avx2<GGML_TYPE_Q8_0>(wd, xq, y, n, nb, m, g0, g1);
+    const auto run = [&](int64_t g0, int64_t g1) {
+      if (w->type == GGML_TYPE_Q6_K) {
+        gemm_avx2<GGML_TYPE_Q6_K>(wd, xq, y, n, nb, m, g0, g1);
+      } else if (w->type == GGML_TYPE_Q4_K) {
+        gemm_avx2<GGML_TYPE_Q4_K>(wd, xq, y, n, nb, m, g0, g1);
+      } else {
+        gemm_avx2<GGML_TYPE_Q8_0>(wd, xq, y, n, nb, m, g0, g1);
+      }
+      apply_adds(dst, plan, g0 * kRows, g1 * kRows);
+    };
+    if (!plan.fused) {
+      run(groups * ith / nth, groups * (ith + 1) / nth);
+      return;
     }
-    apply_adds(dst, plan, g0 * kRows, g1 * kRows);
+    // Decode: threads claim chunks of groups in turn, so one slowed by the other's memory traffic
+    // or by the hypervisor does not leave the other waiting at the barrier; the last thread out
+    // clears the counters for the matrix's next product.
+    int32_t* state = work_state(w);
+    const int64_t chunk = std::clamp<int64_t>(groups / (8 * nth), 1, 64);
+    for (int64_t c = __atomic_fetch_add(&state[0], 1, __ATOMIC_RELAXED); c * chunk < groups;
+         c = __atomic_fetch_add(&state[0], 1, __ATOMIC_RELAXED)) {
+      run(c * chunk, std::min(groups, (c + 1) * chunk));
+    }
+    if (__atomic_add_fetch(&state[1], 1, __ATOMIC_ACQ_REL) == nth) {
+      __atomic_store_n(&state[0], 0, __ATOMIC_RELAXED);
+      __atomic_store_n(&state[1], 0, __ATOMIC_RELAXED);
+    }
     return;
   }
 #endif
@@ -552,7 +578,14 @@ void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t
   }
 }
 
-void int8_mark(ggml_tensor* w) { w->extra = const_cast<char*>(&kPackedTag); }
+size_t int8_storage_size(ggml_type type, int64_t rows, int64_t cols) {
+  return int8_packed_size(type, rows, cols) + kWorkStateBytes;
+}
+
+void int8_mark(ggml_tensor* w) {
+  w->extra = const_cast<char*>(&kPackedTag);
+  std::memset(work_state(w), 0, kWorkStateBytes);
+}
 
 bool int8_is_packed(const ggml_tensor* w) { return w->extra == &kPackedTag; }
 

@@ -50,10 +50,20 @@ bool int8_packable(ggml_type type, int64_t rows, int64_t cols);
 /** Bytes of the packed layout of a packable matrix. */
 size_t int8_packed_size(ggml_type type, int64_t rows, int64_t cols);
 
+/**
+ * Bytes to allocate for a packed matrix: its layout, then 64 bytes in which decode products share
+ * out its rows between threads (so a matrix must not be in two products computing at once; each
+ * model computes one graph at a time).
+ */
+size_t int8_storage_size(ggml_type type, int64_t rows, int64_t cols);
+
 /** Rewrites `rows` x `cols` blocks of `type` at `src` into the packed layout at `dst` (no overlap). */
 void int8_pack(ggml_type type, const void* src, void* dst, int64_t rows, int64_t cols);
 
-/** Tags `w` (type and shape of the original matrix, data in the packed layout, CPU memory). */
+/**
+ * Tags `w` (type and shape of the original matrix, data in the packed layout, CPU memory of
+ * int8_storage_size bytes) and clears its work counter.
+ */
 void int8_mark(ggml_tensor* w);
 bool int8_is_packed(const ggml_tensor* w);
 

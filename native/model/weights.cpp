@@ -222,7 +222,7 @@ void Weights::load(GgufFile& file, const Placement& place, std::initializer_list
     ggml_tensor* t = ggml_new_tensor(ctx, info.type, std::max(1, info.n_dims), info.ne);
     if (l.layout == Layout::Packed) {
       l.packed = ggml_new_tensor_1d(groups_[g].ctx, GGML_TYPE_I8,
-                                    static_cast<int64_t>(kernels::int8_packed_size(info.type, info.ne[1], info.ne[0])));
+                                    static_cast<int64_t>(kernels::int8_storage_size(info.type, info.ne[1], info.ne[0])));
     }
     ggml_set_name(t, info.name.c_str());
     check(ggml_nbytes(t) == info.nbytes, ErrorCode::InvalidModel,
