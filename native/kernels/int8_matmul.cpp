@@ -144,6 +144,14 @@ inline void q4_scale_min(const uint8_t* blk, int s, uint8_t* sc, uint8_t* m) {
   }
 }
 
+// What the products add to their outputs, as ggml_add would: bias [n] first, then the residual
+// rows (res_stride bytes apart). Either may be null.
+struct Adds {
+  const float* bias;
+  const char* res;
+  size_t res_stride;
+};
+
 // ---- AVX2 kernels -------------------------------------------------------------------------------
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -278,10 +286,10 @@ VL3_AVX2 inline void dots_q4_K(const uint8_t* g, const int8_t* const* x, const i
 }
 
 // T activation rows (from `x`, `row_bytes` apart) against blocks [0, nb) of one 8-row group `g`;
-// y[t * n + r] gets row r's output for activation row t.
+// y[t * n + r] gets row r's output for activation row t (plus the adds at the same places).
 template <ggml_type Type, int T>
 VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t row_bytes, float* y, int64_t n,
-                         bool prefetch) {
+                         bool prefetch, const Adds& adds) {
   constexpr const Format& f = format_of(Type);
   const float* xd[T];
   const int8_t* xq[T];
@@ -324,14 +332,21 @@ VL3_AVX2 void group_rows(const uint8_t* g, int64_t nb, const uint8_t* x, size_t 
       xq[t] += f.block;
     }
   }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + t * n, acc[t]);
+  for (int t = 0; t < T; ++t) {
+    __m256 out = acc[t];
+    if (adds.bias != nullptr) out = _mm256_add_ps(out, _mm256_loadu_ps(adds.bias));
+    if (adds.res != nullptr) {
+      out = _mm256_add_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(adds.res + t * adds.res_stride)), out);
+    }
+    _mm256_storeu_ps(y + t * n, out);
+  }
 }
 
 // Groups [g0, g1) x activation rows [0, m) of the product. Rows go in chunks whose activations
 // stay in L2 while every group of this thread passes over them, 4 at a time sharing each weight load.
 template <ggml_type Type>
 VL3_AVX2 void gemm_avx2(const uint8_t* w, const uint8_t* xq, float* y, int64_t n, int64_t nb, int64_t m,
-                        int64_t g0, int64_t g1) {
+                        int64_t g0, int64_t g1, const Adds& adds) {
   constexpr const Format& f = format_of(Type);
   constexpr int T = 4;
   constexpr int64_t l2 = 192 << 10;  // bytes of activations per chunk (of a 512 KiB L2)
@@ -345,8 +360,13 @@ VL3_AVX2 void gemm_avx2(const uint8_t* w, const uint8_t* xq, float* y, int64_t n
       const uint8_t* g = w + gi * group_bytes;
       float* yg = y + gi * kRows;
       int64_t j = j0;
-      for (; j + T <= j1; j += T) group_rows<Type, T>(g, nb, xq + j * row_bytes, row_bytes, yg + j * n, n, false);
-      for (; j < j1; ++j) group_rows<Type, 1>(g, nb, xq + j * row_bytes, row_bytes, yg + j * n, n, prefetch);
+      const auto at = [&](int64_t row) {  // the adds for this group and activation row
+        return Adds{adds.bias != nullptr ? adds.bias + gi * kRows : nullptr,
+                    adds.res != nullptr ? adds.res + row * adds.res_stride + gi * kRows * sizeof(float) : nullptr,
+                    adds.res_stride};
+      };
+      for (; j + T <= j1; j += T) group_rows<Type, T>(g, nb, xq + j * row_bytes, row_bytes, yg + j * n, n, false, at(j));
+      for (; j < j1; ++j) group_rows<Type, 1>(g, nb, xq + j * row_bytes, row_bytes, yg + j * n, n, prefetch, at(j));
     }
   }
 }
@@ -400,21 +420,19 @@ const Plan& plan_of(bool bias, bool residual, bool fused, bool reference) {
   return kPlans[(bias ? 1 : 0) + (residual ? 2 : 0) + (fused ? 4 : 0) + (reference ? 8 : 0)];
 }
 
-// Outputs [i0, i1) of every row of dst get the plan's adds.
-void apply_adds(const ggml_tensor* dst, const Plan& plan, int64_t i0, int64_t i1) {
+Adds adds_of(const ggml_tensor* dst, const Plan& plan) {
   const ggml_tensor* bias = plan.bias ? dst->src[2] : nullptr;
   const ggml_tensor* res = plan.residual ? dst->src[plan.bias ? 3 : 2] : nullptr;
-  if (bias == nullptr && res == nullptr) return;
-  for (int64_t j = 0; j < ggml_nrows(dst); ++j) {
-    auto* y = reinterpret_cast<float*>(static_cast<char*>(dst->data) + j * dst->nb[1]);
-    if (bias != nullptr) {
-      const auto* b = static_cast<const float*>(bias->data);
-      for (int64_t i = i0; i < i1; ++i) y[i] += b[i];
-    }
-    if (res != nullptr) {
-      const auto* r = reinterpret_cast<const float*>(static_cast<const char*>(res->data) + j * res->nb[1]);
-      for (int64_t i = i0; i < i1; ++i) y[i] = r[i] + y[i];
-    }
+  return {bias != nullptr ? static_cast<const float*>(bias->data) : nullptr,
+          res != nullptr ? static_cast<const char*>(res->data) : nullptr, res != nullptr ? res->nb[1] : 0};
+}
+
+// The adds on all m rows of n outputs (the scalar reference's; the SIMD kernels add as they store).
+void apply_adds(const Adds& adds, float* y, int64_t n, int64_t m) {
+  for (int64_t j = 0; j < m; ++j, y += n) {
+    for (int64_t i = 0; adds.bias != nullptr && i < n; ++i) y[i] += adds.bias[i];
+    const auto* r = reinterpret_cast<const float*>(adds.res + j * adds.res_stride);
+    for (int64_t i = 0; adds.res != nullptr && i < n; ++i) y[i] = r[i] + y[i];
   }
 }
 
@@ -437,15 +455,15 @@ void gemm_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
 #if defined(VL3_INT8_SIMD)
   if (!plan.reference && cpu_has_avx2_fma_f16c()) {
     const auto* wd = static_cast<const uint8_t*>(w->data);
+    const Adds adds = adds_of(dst, plan);
     const auto run = [&](int64_t g0, int64_t g1) {
       if (w->type == GGML_TYPE_Q6_K) {
-        gemm_avx2<GGML_TYPE_Q6_K>(wd, xq, y, n, nb, m, g0, g1);
+        gemm_avx2<GGML_TYPE_Q6_K>(wd, xq, y, n, nb, m, g0, g1, adds);
       } else if (w->type == GGML_TYPE_Q4_K) {
-        gemm_avx2<GGML_TYPE_Q4_K>(wd, xq, y, n, nb, m, g0, g1);
+        gemm_avx2<GGML_TYPE_Q4_K>(wd, xq, y, n, nb, m, g0, g1, adds);
       } else {
-        gemm_avx2<GGML_TYPE_Q8_0>(wd, xq, y, n, nb, m, g0, g1);
+        gemm_avx2<GGML_TYPE_Q8_0>(wd, xq, y, n, nb, m, g0, g1, adds);
       }
-      apply_adds(dst, plan, g0 * kRows, g1 * kRows);
     };
     if (!plan.fused) {
       run(groups * ith / nth, groups * (ith + 1) / nth);
@@ -469,7 +487,7 @@ void gemm_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
 #endif
   if (ith == 0) {
     int8_gemm_reference(w->type, w->data, xq, y, n, w->ne[0], m);
-    apply_adds(dst, plan, 0, n);
+    apply_adds(adds_of(dst, plan), y, n, m);
   }
 }
 
