@@ -21,7 +21,9 @@
 // One broadcast activation dword times one vector of quants gives all 8 rows' partial dot products
 // in their own lanes: no horizontal sums per block.
 // Packed matrices are tagged (int8_is_packed) and must only be used through int8_mul_mat and
-// int8_get_rows.
+// int8_get_rows. After the layout, 64 bytes hold a work counter: decode products (one or two
+// activation rows) hand a matrix's groups out to the threads in chunks from it, so a thread slowed
+// by the other's memory traffic or by the hypervisor does not leave the other idle at the barrier.
 //
 // Activations are quantized by ggml's own quantizer for the type's dot product (Q8_0 rows for
 // Q8_0, Q8_K for the K-quants), so the integer dot products equal ggml's; only the float
