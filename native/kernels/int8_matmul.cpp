@@ -5,6 +5,7 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -16,7 +17,7 @@ namespace vl3::kernels {
 namespace {
 
 constexpr int kRows = 8;        // rows per group
-constexpr int64_t kFusedRows = 2;  // products of at most this many activation rows quantize them in their own op
+constexpr int64_t kFusedRows = 2;  // decode: products of at most this many activation rows quantize them inside the product op
 
 /** What differs between the packed types. */
 struct Format {
@@ -118,13 +119,13 @@ void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std:
     std::memcpy(out + b * 4, &d, 4);
     std::memcpy(out + nb * 4 + b * f.block, blk + f.act_qs, static_cast<size_t>(f.block));
     const int64_t per_block = f.sum_cols != 0 ? f.block / f.sum_cols : 0;
-    for (int64_t sb = 0; sb < per_block; ++sb) {  // Q8_K's bsums hold the sum of each 16 quants
-      int16_t sums[2] = {0, 0};
-      std::memcpy(sums, blk + f.act_qs + f.block + sb * 2 * (f.sum_cols / 16), 2);
-      if (f.sum_cols == 32) {
-        int16_t next;
-        std::memcpy(&next, blk + f.act_qs + f.block + sb * 4 + 2, 2);
-        sums[0] = static_cast<int16_t>(sums[0] + next);
+    const uint8_t* bsums = blk + f.act_qs + f.block;  // Q8_K's: the sum of each 16 quants, int16
+    for (int64_t sb = 0; sb < per_block; ++sb) {
+      int16_t sums[2] = {0, 0};  // the sum, then (Q6_K's sum_bytes) a zero
+      for (int64_t h = sb * f.sum_cols / 16; h < (sb + 1) * f.sum_cols / 16; ++h) {
+        int16_t part;
+        std::memcpy(&part, bsums + h * 2, 2);
+        sums[0] = static_cast<int16_t>(sums[0] + part);
       }
       std::memcpy(out + nb * (4 + f.block) + (b * per_block + sb) * f.sum_bytes, sums, f.sum_bytes);
     }
@@ -167,11 +168,15 @@ VL3_AVX2 inline Weights4 weight_vector(const uint8_t* q, int c) {
   const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
   return {_mm256_sign_epi8(w, w), w};
 }
-// 16 int16 sums of pairs: row r's two columns pairs of |w|·(x·sign w) in lanes 2r, 2r+1.
-VL3_AVX2 inline __m256i products(const Weights4& v, const int8_t* x, int c) {
+// Activation dword c of x (columns 4c..4c+3) in every lane.
+VL3_AVX2 inline __m256i broadcast4(const int8_t* x, int c) {
   int32_t x4;
   std::memcpy(&x4, x + 4 * c, 4);
-  return _mm256_maddubs_epi16(v.abs, _mm256_sign_epi8(_mm256_set1_epi32(x4), v.w));
+  return _mm256_set1_epi32(x4);
+}
+// 16 int16 sums of pairs: row r's two columns pairs of |w|·(x·sign w) in lanes 2r, 2r+1.
+VL3_AVX2 inline __m256i products(const Weights4& v, const int8_t* x, int c) {
+  return _mm256_maddubs_epi16(v.abs, _mm256_sign_epi8(broadcast4(x, c), v.w));
 }
 
 // The 8 rows' int32 dot products with activation row t (x[t] at this block) over one Q8_0 group-block.
@@ -222,9 +227,7 @@ VL3_AVX2 inline void unpack_q6(const uint8_t* q, __m256i* v) {
 }
 // 16 int16: row r's two column-pair sums of v·x (columns 4c..4c+3) in lanes 2r, 2r + 1.
 VL3_AVX2 inline __m256i products_u(__m256i v, const int8_t* x, int c) {
-  int32_t x4;
-  std::memcpy(&x4, x + 4 * c, 4);
-  return _mm256_maddubs_epi16(v, _mm256_set1_epi32(x4));
+  return _mm256_maddubs_epi16(v, broadcast4(x, c));
 }
 
 // The same over one Q6_K group-block, with the quants as stored (q + 32, 0..63, unsigned: no sign
@@ -353,7 +356,7 @@ VL3_AVX2 void gemm_avx2(const uint8_t* w, const uint8_t* xq, float* y, int64_t n
   const size_t row_bytes = act_row_bytes(f, nb);
   const size_t group_bytes = static_cast<size_t>(nb) * f.group_block;
   const int64_t chunk = std::max<int64_t>(T, static_cast<int64_t>(l2 / row_bytes) / T * T);
-  const bool prefetch = m <= 2;
+  const bool prefetch = m <= kFusedRows;  // decode
   for (int64_t j0 = 0; j0 < m; j0 += chunk) {
     const int64_t j1 = std::min(m, j0 + chunk);
     for (int64_t gi = g0; gi < g1; ++gi) {
@@ -411,11 +414,14 @@ struct Plan {
   bool fused;
   bool reference;
 };
-constexpr Plan kPlans[16] = {
-    {false, false, false, false}, {true, false, false, false}, {false, true, false, false}, {true, true, false, false},
-    {false, false, true, false},  {true, false, true, false},  {false, true, true, false},  {true, true, true, false},
-    {false, false, false, true},  {true, false, false, true},  {false, true, false, true},  {true, true, false, true},
-    {false, false, true, true},   {true, false, true, true},   {false, true, true, true},   {true, true, true, true}};
+// Every combination, so ops can point at one (userdata outlives any graph): bit 0 bias, 1 residual,
+// 2 fused, 3 reference.
+constexpr std::array<Plan, 16> all_plans() {
+  std::array<Plan, 16> plans{};
+  for (int i = 0; i < 16; ++i) plans[i] = {(i & 1) != 0, (i & 2) != 0, (i & 4) != 0, (i & 8) != 0};
+  return plans;
+}
+constexpr std::array<Plan, 16> kPlans = all_plans();
 const Plan& plan_of(bool bias, bool residual, bool fused, bool reference) {
   return kPlans[(bias ? 1 : 0) + (residual ? 2 : 0) + (fused ? 4 : 0) + (reference ? 8 : 0)];
 }
@@ -430,14 +436,19 @@ Adds adds_of(const ggml_tensor* dst, const Plan& plan) {
 // The adds on all m rows of n outputs (the scalar reference's; the SIMD kernels add as they store).
 void apply_adds(const Adds& adds, float* y, int64_t n, int64_t m) {
   for (int64_t j = 0; j < m; ++j, y += n) {
-    for (int64_t i = 0; adds.bias != nullptr && i < n; ++i) y[i] += adds.bias[i];
-    const auto* r = reinterpret_cast<const float*>(adds.res + j * adds.res_stride);
-    for (int64_t i = 0; adds.res != nullptr && i < n; ++i) y[i] = r[i] + y[i];
+    if (adds.bias != nullptr) {
+      for (int64_t i = 0; i < n; ++i) y[i] += adds.bias[i];
+    }
+    if (adds.res != nullptr) {
+      const auto* r = reinterpret_cast<const float*>(adds.res + j * adds.res_stride);
+      for (int64_t i = 0; i < n; ++i) y[i] = r[i] + y[i];
+    }
   }
 }
 
 // dst [n, rows] f32 <- src[0] packed weights [k, n] · src[1] (quantized activations, or f32 x when
-// fused), plus the plan's adds. Threads split the 8-row groups evenly.
+// fused), plus the plan's adds. Prefill threads split the 8-row groups evenly; decode threads take
+// them in chunks (below).
 void gemm_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
   const Plan& plan = *static_cast<const Plan*>(userdata);
   const ggml_tensor* w = dst->src[0];
