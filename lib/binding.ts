@@ -236,6 +236,9 @@ export interface NativeBinding {
       rowsGgml: Float32Array;
       rowsPacked: Float32Array;
       reference: Float32Array;
+      /** The activations (with ties, zeros, halves and an infinity in row 0) by our quantizer and by ggml's. */
+      activations: Uint8Array;
+      activationsGgml: Uint8Array;
     }>;
   };
   benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{

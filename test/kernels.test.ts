@@ -218,6 +218,7 @@ describe.skipIf(int8Reason !== '')(`int8 matmul kernels${int8Reason ? ` (skipped
     const r = await kernels.int8MatmulCheck(type, m, n, k, threads);
     expect(Buffer.from(r.packed.buffer).equals(Buffer.from(r.reference.buffer))).toBe(true);
     expect(Buffer.from(r.rowsPacked.buffer).equals(Buffer.from(r.rowsGgml.buffer))).toBe(true);  // embeddings
+    expect(Buffer.from(r.activations).equals(Buffer.from(r.activationsGgml))).toBe(true);  // our quantizer = ggml's
     let scale = 0;
     for (const v of r.ggml) scale = Math.max(scale, Math.abs(v));
     let worst = 0;

@@ -8,8 +8,9 @@
 //   kernels.mergeTokens(x: Float32Array, rows, dim, merge, opts{ device }) -> Promise<Float32Array>
 // device 'cpu' runs the CPU reference, 'cuda' the kernel (DEVICE_UNAVAILABLE when it cannot run).
 //   kernels.int8Matmul() -> boolean (whether Q8_0/Q6_K/Q4_K matmuls use our packed CPU kernels here)
-//   kernels.int8MatmulCheck(type, m, n, k, threads) -> Promise<{ ggml, packed, reference, rowsGgml, rowsPacked }>
-//     (one random q8_0, q6_K or q4_K product three ways; kernels/int8_matmul.h)
+//   kernels.int8MatmulCheck(type, m, n, k, threads) -> Promise<{ ggml, packed, reference, rowsGgml, rowsPacked,
+//     activations, activationsGgml }> (one random q8_0, q6_K or q4_K product three ways, and its
+//     activations quantized by our quantizer and by ggml's; kernels/int8_matmul.h)
 #include <array>
 #include <cmath>
 #include <memory>
@@ -152,6 +153,8 @@ Napi::Value Int8MatmulCheck(const Napi::CallbackInfo& info) {
         out.Set("rowsGgml", to_f32(env, r.rows_ggml));
         out.Set("rowsPacked", to_f32(env, r.rows_packed));
         out.Set("reference", to_f32(env, r.reference));
+        out.Set("activations", Napi::Buffer<uint8_t>::Copy(env, r.activations.data(), r.activations.size()));
+        out.Set("activationsGgml", Napi::Buffer<uint8_t>::Copy(env, r.activations_ggml.data(), r.activations_ggml.size()));
         return out;
       });
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <random>
 #include <vector>
@@ -145,6 +147,27 @@ PackedCheck check_packed(const std::string& type_name, int m, int n, int k, int 
   std::vector<uint8_t> xq(kernels::int8_activation_bytes(type, m, k));
   kernels::int8_quantize(type, packed.x().data(), xq.data(), m, k);
   kernels::int8_gemm_reference(type, packed.weights().data(), xq.data(), r.reference.data(), n, k, m);
+
+  std::vector<float> x = packed.x();
+  const int block = type == GGML_TYPE_Q8_0 ? 32 : 256;
+  const auto top = [&](int b) {  // largest |x| of block b of row 0
+    float a = 0;
+    for (int j = b * block; j < (b + 1) * block; ++j) a = std::max(a, std::abs(x[j]));
+    return a;
+  };
+  const float tie = 2 * top(0);
+  x[3] = -tie;
+  x[10] = tie;
+  if (k >= 3 * block) {
+    std::fill(x.begin() + block, x.begin() + 2 * block, 0.0f);
+    x[2 * block] = 127.0f;  // iscale -1 (Q8_K): every other value lands halfway between integers
+    for (int j = 2 * block + 1; j < 3 * block; ++j) x[j] = static_cast<float>(j % 11) - 5.5f;
+  }
+  if (k >= 2 * block) x[k - 1] = std::numeric_limits<float>::infinity();
+  r.activations.resize(xq.size());
+  r.activations_ggml.resize(xq.size());
+  kernels::int8_quantize(type, x.data(), r.activations.data(), m, k);
+  kernels::int8_quantize_ggml(type, x.data(), r.activations_ggml.data(), m, k);
   return r;
 }
 

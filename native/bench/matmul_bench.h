@@ -19,10 +19,16 @@ struct MatmulResult {
  */
 MatmulResult run_matmul(const std::string& type, int m, int n, int k, int threads, int reps);
 
-/** One random q8_0, q6_K or q4_K product three ways: ggml's mul_mat, our packed kernel and its scalar reference. */
+/**
+ * One random q8_0, q6_K or q4_K product three ways: ggml's mul_mat, our packed kernel and its scalar
+ * reference; and the activations quantized by our quantizer and by ggml's.
+ */
 struct PackedCheck {
   std::vector<float> ggml, packed, reference;  // [m][n] each
   std::vector<float> rows_ggml, rows_packed;   // rows 0, n-1, n/2, 3 and 1 of W: ggml_get_rows, int8_get_rows
+  // int8_quantize and int8_quantize_ggml of X with, in row 0, the sign of a tied largest |x| to
+  // pick, an all-zero block, a block of halves to round to even, and an infinity in the last block
+  std::vector<uint8_t> activations, activations_ggml;
 };
 PackedCheck check_packed(const std::string& type, int m, int n, int k, int threads);
 

@@ -85,8 +85,13 @@ ggml_tensor* int8_mul_mat(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggm
  */
 ggml_tensor* int8_get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids);
 
-/** Activation rows as the kernels read them: ggml's quantization of each of m rows of k floats. */
+/**
+ * Activation rows as the kernels read them: ggml's quantization of each of m rows of k floats (for
+ * Q8_K on AVX2 machines our own SIMD copy of ggml's scalar quantizer, giving the same bytes).
+ */
 void int8_quantize(ggml_type type, const float* x, void* out, int64_t m, int64_t k);
+/** The same rows through ggml's quantizer itself: what int8_quantize must equal byte for byte. */
+void int8_quantize_ggml(ggml_type type, const float* x, void* out, int64_t m, int64_t k);
 size_t int8_activation_bytes(ggml_type type, int64_t m, int64_t k);
 
 /**
