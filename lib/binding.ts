@@ -240,6 +240,14 @@ export interface NativeBinding {
       activations: Uint8Array;
       activationsGgml: Uint8Array;
     }>;
+    /** Whether decode attention runs our CPU op (native/kernels/attention.h) here, for 128-wide heads. */
+    attentionF16(): boolean;
+    /** One random attention of n query rows over an f16 cache three ways ([n][heads][headDim] each). */
+    attentionCheck(n: number, heads: number, kvHeads: number, headDim: number, positions: number, threads: number): Promise<{
+      ggml: Float32Array;
+      ours: Float32Array;
+      reference: Float32Array;
+    }>;
   };
   benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{
     secondsPerRep: number;

@@ -227,3 +227,29 @@ describe.skipIf(int8Reason !== '')(`int8 matmul kernels${int8Reason ? ` (skipped
     expect(worst / scale).toBeLessThan(1e-5);
   });
 });
+
+// Our decode attention (native/kernels/attention.h): f32 scores and sums where ggml's flash attention
+// rounds q and the V sums to f16, so it is compared with a double-precision reference tightly and
+// with ggml loosely.
+const attentionReason = kernels.attentionF16()
+  ? ''
+  : 'our attention is off here (it needs AVX2/FMA/F16C, and VL3_CPU_KERNELS unset)';
+describe.skipIf(attentionReason !== '')(`decode attention${attentionReason ? ` (skipped: ${attentionReason})` : ''}`, () => {
+  it.each([
+    [1, 12, 2, 128, 1, 2],
+    [1, 12, 2, 128, 77, 2],
+    [1, 14, 2, 64, 600, 3],
+    [2, 4, 4, 40, 9, 1],
+    [3, 6, 3, 24, 33, 2],
+  ] as const)('n=%i heads=%i kvHeads=%i headDim=%i positions=%i threads=%i', async (n, heads, kvHeads, headDim, positions, threads) => {
+    const r = await kernels.attentionCheck(n, heads, kvHeads, headDim, positions, threads);
+    let worstRef = 0;
+    let worstGgml = 0;
+    for (let i = 0; i < r.reference.length; i++) {
+      worstRef = Math.max(worstRef, Math.abs(r.ours[i]! - r.reference[i]!));
+      worstGgml = Math.max(worstGgml, Math.abs(r.ours[i]! - r.ggml[i]!));
+    }
+    expect(worstRef).toBeLessThan(2e-5);  // outputs are O(1): weighted means of N(0, 1) values
+    expect(worstGgml).toBeLessThan(1e-2);  // ggml: 2-4e-3 off the reference here
+  });
+});

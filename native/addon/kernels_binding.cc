@@ -11,6 +11,9 @@
 //   kernels.int8MatmulCheck(type, m, n, k, threads) -> Promise<{ ggml, packed, reference, rowsGgml, rowsPacked,
 //     activations, activationsGgml }> (one random q8_0, q6_K or q4_K product three ways, and its
 //     activations quantized by our quantizer and by ggml's; kernels/int8_matmul.h)
+//   kernels.attentionF16() -> boolean (whether decode attention uses our CPU op here; kernels/attention.h)
+//   kernels.attentionCheck(n, heads, kvHeads, headDim, positions, threads) -> Promise<{ ggml, ours, reference }>
+//     (one random attention over an f16 cache three ways)
 #include <array>
 #include <cmath>
 #include <memory>
@@ -19,9 +22,11 @@
 #include "addon/args.h"
 #include "addon/async.h"
 #include "addon/bindings.h"
+#include "bench/attention_check.h"
 #include "bench/matmul_bench.h"
-#include "kernels/kernels.h"
+#include "kernels/attention.h"
 #include "kernels/int8_matmul.h"
+#include "kernels/kernels.h"
 #include "media/video.h"
 
 namespace vl3::addon {
@@ -159,6 +164,26 @@ Napi::Value Int8MatmulCheck(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value AttentionCheck(const Napi::CallbackInfo& info) {
+  constexpr const char* fn = "kernels.attentionCheck";
+  Napi::Env env = info.Env();
+  const auto n = static_cast<int>(integer_arg(env, fn, "n", info[0], 1, 65536));
+  const auto heads = static_cast<int>(integer_arg(env, fn, "heads", info[1], 1, 256));
+  const auto kv_heads = static_cast<int>(integer_arg(env, fn, "kvHeads", info[2], 1, 256));
+  const auto head_dim = static_cast<int>(integer_arg(env, fn, "headDim", info[3], 8, 1024));
+  const auto positions = static_cast<int>(integer_arg(env, fn, "positions", info[4], 1, 65536));
+  const auto threads = static_cast<int>(integer_arg(env, fn, "threads", info[5], 1, 64));
+  return PromiseWorker<bench::AttentionCheck>::Start(
+      env, [=]() { return bench::check_attention(n, heads, kv_heads, head_dim, positions, threads); },
+      [](Napi::Env env, bench::AttentionCheck& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("ggml", to_f32(env, r.ggml));
+        out.Set("ours", to_f32(env, r.ours));
+        out.Set("reference", to_f32(env, r.reference));
+        return out;
+      });
+}
+
 }  // namespace
 
 void RegisterKernels(Napi::Env env, Napi::Object exports) {
@@ -179,6 +204,12 @@ void RegisterKernels(Napi::Env env, Napi::Object exports) {
             },
             "int8Matmul"));
   k.Set("int8MatmulCheck", Napi::Function::New(env, Int8MatmulCheck, "int8MatmulCheck"));
+  k.Set("attentionF16", Napi::Function::New(
+                            env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                              return Napi::Boolean::New(info.Env(), kernels::attention_f16_enabled(128));
+                            },
+                            "attentionF16"));
+  k.Set("attentionCheck", Napi::Function::New(env, AttentionCheck, "attentionCheck"));
   exports.Set("kernels", k);
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "ggml-cpu.h"
+#include "kernels/attention.h"
 #include "model/gguf_names.h"
 #include "model/compute.h"
 #include "model/layers.h"
@@ -237,6 +238,10 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   // Flash attention straight on the f16 cache (as llama.cpp does on the CPU): no K/V copies and no
   // n_q x n_kv score matrix. f32 weights keep the exact softmax path and an f32 cache (parity).
   const bool flash = kv_type_ == GGML_TYPE_F16;
+  // Decoding one token in a layer on the CPU: our attention op (kernels/attention.h) instead of
+  // ggml's flash attention, which pays a vector-dot call, an expf and f16 sums per cached position
+  // and head.
+  const bool own_attention = flash && n == 1 && kernels::attention_f16_enabled(hd);
   // RoPE: f32 models rotate with f32 tables computed exactly as the reference does (parity to 1e-4);
   // the others use ggml's fused NeoX rope (one op instead of five per tensor: fewer passes over q/k
   // and fewer thread barriers, which decode pays per op); its angles, built by repeated
@@ -290,7 +295,9 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     ggml_tensor* k_all = ggml_view_3d(ctx, kc, hd, nkv, L, kc->nb[1], kc->nb[2], 0);           // [hd, nkv, L]
     ggml_tensor* v_all = ggml_view_3d(ctx, vc, hd, nkv, L, vc->nb[1], vc->nb[2], 0);
     ggml_tensor* attn;
-    if (flash) {
+    if (own_attention && ggml_backend_is_cpu(layer_backend_[il])) {
+      attn = kernels::attention_f16(ctx, q, k_all, v_all);                                      // [hd, nh, n]
+    } else if (flash) {
       attn = ggml_flash_attn_ext(ctx, ggml_permute(ctx, q, 0, 2, 1, 3),                        // q [hd, n, nh]
                                  ggml_permute(ctx, k_all, 0, 2, 1, 3),                          // k [hd, L, nkv]
                                  ggml_permute(ctx, v_all, 0, 2, 1, 3), mask, scale, 0.0f, 0.0f);  // -> [hd, nh, n]
