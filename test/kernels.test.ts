@@ -239,6 +239,8 @@ describe.skipIf(attentionReason !== '')(`decode attention${attentionReason ? ` (
     [1, 12, 2, 128, 1, 2],
     [1, 12, 2, 128, 77, 2],
     [1, 14, 2, 64, 600, 3],
+    [1, 16, 1, 128, 300, 2],
+    [1, 10, 2, 64, 50, 2],
     [2, 4, 4, 40, 9, 1],
     [3, 6, 3, 24, 33, 2],
   ] as const)('n=%i heads=%i kvHeads=%i headDim=%i positions=%i threads=%i', async (n, heads, kvHeads, headDim, positions, threads) => {

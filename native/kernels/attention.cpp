@@ -49,57 +49,96 @@ VL3_AVX2 inline __m256 exp_nonpositive(__m256 x) {
   return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(two_k)));
 }
 
-// One query head against `len` positions: out (hd floats) = softmax(scale · q·k_j) · v_j, with k_j
-// at k + j·k_stride and v_j at v + j·v_stride (f16 elements). `scores` holds len floats.
-VL3_AVX2 void attend(const float* q, const uint16_t* k, int64_t k_stride, const uint16_t* v, int64_t v_stride,
-                     int64_t len, int64_t hd, float scale, float* scores, float* out) {
-  float top = -INFINITY;
-  for (int64_t j = 0; j < len; ++j) {  // scores
-    const uint16_t* kj = k + j * k_stride;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t d = 0;
-    for (; d + 16 <= hd; d += 16) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_f16(kj + d), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), load_f16(kj + d + 8), a1);
+constexpr int kHeads = 6;  // query heads sharing one pass over their KV head's rows (6 accumulators)
+
+// out[h] = Σ_j w[h·len + j] · v_j for H heads: columns [d0, hd) of every head, C vectors (8C
+// columns) per pass over the V rows, H · C accumulators in registers.
+template <int H, int C>
+VL3_AVX2 void weighted_sum(const float* w, int64_t len, const uint16_t* v, int64_t v_stride, int64_t d0, int64_t hd,
+                           float* const* out) {
+  for (int64_t d = d0; d + 8 * C <= hd; d += 8 * C) {
+    __m256 acc[H][C];
+#pragma GCC unroll 8
+    for (int h = 0; h < H; ++h) {
+#pragma GCC unroll 2
+      for (int c = 0; c < C; ++c) acc[h][c] = _mm256_setzero_ps();
     }
-    if (d < hd) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_f16(kj + d), a0);  // hd % 16 == 8
-    scores[j] = scale * hsum(_mm256_add_ps(a0, a1));
-    top = std::max(top, scores[j]);
-  }
-  const __m256 vtop = _mm256_set1_ps(top);
-  __m256 vsum = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= len; j += 8) {  // weights e^(s - max), summed
-    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vtop));
-    _mm256_storeu_ps(scores + j, e);
-    vsum = _mm256_add_ps(vsum, e);
-  }
-  float sum = hsum(vsum);
-  if (j < len) {
-    alignas(32) float tail[8];
-    for (int i = 0; i < 8; ++i) tail[i] = j + i < len ? scores[j + i] - top : -INFINITY;
-    alignas(32) float e[8];
-    _mm256_store_ps(e, exp_nonpositive(_mm256_load_ps(tail)));
-    for (int64_t i = 0; j + i < len; ++i) {
-      scores[j + i] = e[i];
-      sum += e[i];
-    }
-  }
-  const __m256 inv = _mm256_set1_ps(1.0f / sum);
-  for (int64_t d0 = 0; d0 < hd; d0 += 64) {  // out, 64 columns (8 accumulators) at a time
-    const int nv = static_cast<int>(std::min<int64_t>(64, hd - d0) / 8);
-    __m256 acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
-    for (int64_t p = 0; p < len; ++p) {
-      const __m256 w = _mm256_set1_ps(scores[p]);
-      const uint16_t* vp = v + p * v_stride + d0;
-      if (nv == 8) {
-        for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(w, load_f16(vp + 8 * i), acc[i]);
-      } else {
-        for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, load_f16(vp + 8 * i), acc[i]);
+    for (int64_t j = 0; j < len; ++j) {
+      __m256 vj[C];
+#pragma GCC unroll 2
+      for (int c = 0; c < C; ++c) vj[c] = load_f16(v + j * v_stride + d + 8 * c);
+#pragma GCC unroll 8
+      for (int h = 0; h < H; ++h) {
+        const __m256 wh = _mm256_broadcast_ss(w + h * len + j);
+#pragma GCC unroll 2
+        for (int c = 0; c < C; ++c) acc[h][c] = _mm256_fmadd_ps(wh, vj[c], acc[h][c]);
       }
     }
-    for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out + d0 + 8 * i, _mm256_mul_ps(acc[i], inv));
+#pragma GCC unroll 8
+    for (int h = 0; h < H; ++h) {
+#pragma GCC unroll 2
+      for (int c = 0; c < C; ++c) _mm256_storeu_ps(out[h] + d + 8 * c, acc[h][c]);
+    }
+  }
+}
+template <int H>
+VL3_AVX2 void weighted_sum(const float* w, int64_t len, const uint16_t* v, int64_t v_stride, int64_t hd, float* const* out) {
+  weighted_sum<H, 2>(w, len, v, v_stride, 0, hd, out);
+  if (hd % 16 != 0) weighted_sum<H, 1>(w, len, v, v_stride, hd - 8, hd, out);
+}
+
+// Query heads q[0..H) (H <= kHeads) of one KV head against `len` positions, k_j at k + j·k_stride and
+// v_j at v + j·v_stride (f16 elements): out[h] (hd floats) = softmax(scale · q[h]·k_j) · v_j. Each K
+// and V row is read once for all H heads. `scores` holds kHeads · len floats, `row` hd floats.
+VL3_AVX2 void attend(const float* const* q, float* const* out, int H, const uint16_t* k, int64_t k_stride,
+                     const uint16_t* v, int64_t v_stride, int64_t len, int64_t hd, float scale, float* scores,
+                     float* row) {
+  float top[kHeads];
+  for (int h = 0; h < H; ++h) top[h] = -INFINITY;
+  for (int64_t j = 0; j < len; ++j) {  // scores
+    const uint16_t* kj = k + j * k_stride;
+    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(row + d, load_f16(kj + d));
+    for (int h = 0; h < H; ++h) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+      int64_t d = 0;
+      for (; d + 16 <= hd; d += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q[h] + d), _mm256_loadu_ps(row + d), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q[h] + d + 8), _mm256_loadu_ps(row + d + 8), a1);
+      }
+      if (d < hd) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q[h] + d), _mm256_loadu_ps(row + d), a0);  // hd % 16 == 8
+      const float s = scale * hsum(_mm256_add_ps(a0, a1));
+      scores[h * len + j] = s;
+      top[h] = std::max(top[h], s);
+    }
+  }
+  for (int h = 0; h < H; ++h) {  // weights e^(s - max) / sum
+    float* w = scores + h * len;
+    const __m256 vtop = _mm256_set1_ps(top[h]);
+    __m256 vsum = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+      const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(w + j), vtop));
+      _mm256_storeu_ps(w + j, e);
+      vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum(vsum);
+    if (j < len) {
+      alignas(32) float tail[8];
+      for (int i = 0; i < 8; ++i) tail[i] = j + i < len ? w[j + i] - top[h] : -INFINITY;
+      _mm256_store_ps(tail, exp_nonpositive(_mm256_load_ps(tail)));
+      for (int64_t i = 0; j + i < len; ++i) sum += (w[j + i] = tail[i]);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (j = 0; j + 8 <= len; j += 8) _mm256_storeu_ps(w + j, _mm256_mul_ps(_mm256_loadu_ps(w + j), inv));
+    for (; j < len; ++j) w[j] *= 1.0f / sum;
+  }
+  switch (H) {  // out: H accumulators in registers
+    case 1: weighted_sum<1>(scores, len, v, v_stride, hd, out); break;
+    case 2: weighted_sum<2>(scores, len, v, v_stride, hd, out); break;
+    case 3: weighted_sum<3>(scores, len, v, v_stride, hd, out); break;
+    case 4: weighted_sum<4>(scores, len, v, v_stride, hd, out); break;
+    case 5: weighted_sum<5>(scores, len, v, v_stride, hd, out); break;
+    default: weighted_sum<kHeads>(scores, len, v, v_stride, hd, out); break;
   }
 }
 
@@ -109,26 +148,36 @@ bool cpu_ok() {
 }
 #endif
 
-// dst [hd, nh, n] <- src[0] q, src[1] k, src[2] v (attention_f16). Threads take query heads in
-// contiguous ranges, so the heads sharing a KV head mostly share a thread and its cached K and V.
+// dst [hd, nh, n] <- src[0] q, src[1] k, src[2] v (attention_f16). The work items are (query row,
+// KV head, part of its query heads), the parts only as many as it takes to give every thread one.
 void attention_op(ggml_tensor* dst, int ith, int nth, void*) {
 #if defined(VL3_ATTN_SIMD)
   const ggml_tensor* q = dst->src[0];
   const ggml_tensor* k = dst->src[1];
   const ggml_tensor* v = dst->src[2];
   const int64_t hd = q->ne[0], nh = q->ne[1], n = q->ne[2], nkv = k->ne[1], L = k->ne[2], group = nh / nkv;
+  const int64_t parts = std::min<int64_t>(group, (nth + n * nkv - 1) / (n * nkv));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  thread_local std::vector<float> scores;
-  scores.resize(static_cast<size_t>(L));
-  const int64_t items = n * nh;  // (row, head) pairs
+  thread_local std::vector<float> scores, row;
+  scores.resize(static_cast<size_t>(kHeads * L));
+  row.resize(static_cast<size_t>(hd));
+  const int64_t items = n * nkv * parts;
   for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; ++it) {
-    const int64_t t = it / nh, h = it % nh, g = h / group;
+    const int64_t t = it / (nkv * parts), g = it / parts % nkv, part = it % parts;
     const auto* kp = reinterpret_cast<const uint16_t*>(static_cast<const char*>(k->data) + g * k->nb[1]);
     const auto* vp = reinterpret_cast<const uint16_t*>(static_cast<const char*>(v->data) + g * v->nb[1]);
-    const auto* qp = reinterpret_cast<const float*>(static_cast<const char*>(q->data) + h * q->nb[1] + t * q->nb[2]);
-    auto* out = reinterpret_cast<float*>(static_cast<char*>(dst->data) + h * dst->nb[1] + t * dst->nb[2]);
-    attend(qp, kp, static_cast<int64_t>(k->nb[2] / 2), vp, static_cast<int64_t>(v->nb[2] / 2), L - n + t + 1, hd, scale,
-           scores.data(), out);
+    const int64_t h1 = g * group + group * (part + 1) / parts;
+    for (int64_t h0 = g * group + group * part / parts; h0 < h1; h0 += kHeads) {
+      const int H = static_cast<int>(std::min<int64_t>(kHeads, h1 - h0));
+      const float* qs[kHeads];
+      float* outs[kHeads];
+      for (int i = 0; i < H; ++i) {
+        qs[i] = reinterpret_cast<const float*>(static_cast<const char*>(q->data) + (h0 + i) * q->nb[1] + t * q->nb[2]);
+        outs[i] = reinterpret_cast<float*>(static_cast<char*>(dst->data) + (h0 + i) * dst->nb[1] + t * dst->nb[2]);
+      }
+      attend(qs, outs, H, kp, static_cast<int64_t>(k->nb[2] / 2), vp, static_cast<int64_t>(v->nb[2] / 2), L - n + t + 1,
+             hd, scale, scores.data(), row.data());
+    }
   }
 #else
   (void)dst, (void)ith, (void)nth;
