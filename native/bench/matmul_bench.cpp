@@ -143,7 +143,7 @@ PackedCheck check_packed(const std::string& type_name, int m, int n, int k, int 
   packed.run();
   const std::vector<int32_t> ids = {0, n - 1, n / 2, 3 % n, 1 % n};
   PackedCheck r{plain.output(), packed.output(), std::vector<float>(static_cast<size_t>(m) * n), plain.rows(ids),
-                packed.rows(ids)};
+                packed.rows(ids), {}, {}};
   std::vector<uint8_t> xq(kernels::int8_activation_bytes(type, m, k));
   kernels::int8_quantize(type, packed.x().data(), xq.data(), m, k);
   kernels::int8_gemm_reference(type, packed.weights().data(), xq.data(), r.reference.data(), n, k, m);
