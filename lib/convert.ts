@@ -130,10 +130,22 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
   try {
     let before = 0;
     for (const file of ['vision', 'llm'] as const) {
+      // Progress events come from the writer thread and may reach JavaScript after the file's promise
+      // has settled: late ones are dropped, and the file's last event is sent here if it has not come.
+      const offset = before;
+      const fileBytes = plans[file].reduce((s, t) => s + t.byteLength, 0);
+      let settled = false;
+      let reported = -1;
+      const report = (tensor: string, bytesDone: number): void => {
+        reported = bytesDone;
+        options.onProgress?.({ file, tensor, bytesDone: offset + bytesDone, bytesTotal: total });
+      };
       const job = binding.writeGguf(join(staging, MODEL_FILES[file]), kvs[file], plans[file], {
         threads,
         onProgress: options.onProgress
-          ? (p) => options.onProgress?.({ file, tensor: p.tensor, bytesDone: before + p.bytesDone, bytesTotal: total })
+          ? (p) => {
+              if (!settled) report(p.tensor, p.bytesDone);
+            }
           : undefined,
       });
       const onAbort = (): void => job.cancel();
@@ -144,10 +156,12 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
         if (signal?.aborted) throw signal.reason;
         throw err;
       } finally {
+        settled = true;
         signal?.removeEventListener('abort', onAbort);
       }
       signal?.throwIfAborted();
-      before += plans[file].reduce((s, t) => s + t.byteLength, 0);
+      if (options.onProgress && reported !== fileBytes) report(plans[file].at(-1)?.name ?? '', fileBytes);
+      before += fileBytes;
     }
     renameSync(join(staging, MODEL_FILES.vision), visionPath);
     renameSync(join(staging, MODEL_FILES.llm), llmPath);
