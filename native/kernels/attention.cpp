@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
+
+#include "kernels/cpu_support.h"
 
 namespace vl3::kernels {
 namespace {
@@ -141,11 +141,6 @@ VL3_AVX2 void attend(const float* const* q, float* const* out, int H, const uint
     default: weighted_sum<kHeads>(scores, len, v, v_stride, hd, out); break;
   }
 }
-
-bool cpu_ok() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return ok;
-}
 #endif
 
 // dst [hd, nh, n] <- src[0] q, src[1] k, src[2] v (attention_f16). The work items are (query row,
@@ -188,9 +183,7 @@ void attention_op(ggml_tensor* dst, int ith, int nth, void*) {
 
 bool attention_f16_enabled(int64_t head_dim) {
 #if defined(VL3_ATTN_SIMD)
-  const char* env = std::getenv("VL3_CPU_KERNELS");
-  if (env != nullptr && std::strcmp(env, "ggml") == 0) return false;
-  return head_dim > 0 && head_dim % 8 == 0 && cpu_ok();
+  return !cpu_kernels_switched_off() && head_dim > 0 && head_dim % 8 == 0 && cpu_has_avx2_fma_f16c();
 #else
   (void)head_dim;
   return false;

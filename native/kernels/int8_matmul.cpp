@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ggml-cpu.h"
+#include "kernels/cpu_support.h"
 
 namespace vl3::kernels {
 namespace {
@@ -401,9 +402,7 @@ VL3_AVX2 void gemm_avx2(const uint8_t* w, const uint8_t* xq, float* y, int64_t n
     }
   }
 }
-#endif
 
-#if defined(VL3_INT8_SIMD)
 // ggml's quantize_row_q8_K_ref on one block of 256 floats with the same float arithmetic, so the
 // same bytes: the largest |x| (the first of equal ones gives the sign), iscale = -127 / that x,
 // quants min(127, round-half-even(iscale * x)), d = 1 / iscale, bsums the sums of each 16 quants
@@ -461,14 +460,6 @@ VL3_AVX2 bool quantize_q8_K_block(const float* x, float* d, int8_t* qs, int16_t*
 }
 #endif
 
-bool cpu_has_avx2_fma_f16c() {
-#if defined(VL3_INT8_SIMD)
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return ok;
-#else
-  return false;
-#endif
-}
 
 // One f32 row of k values -> an activation row: ggml's quantizer for the type's dot product, the
 // same bytes faster for Q8_K on AVX2 machines (the decode products run it on every thread).
@@ -487,6 +478,14 @@ void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std:
   }
 #endif
   quantize_row_ggml(f, x, out, k, plain);
+}
+
+// m rows of k floats -> activation rows, each through `quantize` (quantize_row or quantize_row_ggml).
+void quantize_rows(void (*quantize)(const Format&, const float*, uint8_t*, int64_t, std::vector<uint8_t>&),
+                   ggml_type type, const float* x, void* out, int64_t m, int64_t k) {
+  const Format& f = format_of(type);
+  std::vector<uint8_t> plain;
+  for (int64_t j = 0; j < m; ++j) quantize(f, x + j * k, static_cast<uint8_t*>(out) + j * act_row_bytes(f, k / f.block), k, plain);
 }
 
 // ---- graph ops ----------------------------------------------------------------------------------
@@ -648,11 +647,7 @@ void get_rows_op(ggml_tensor* dst, int ith, int nth, void*) {
 
 }  // namespace
 
-bool int8_matmul_enabled() {
-  const char* env = std::getenv("VL3_CPU_KERNELS");
-  if (env != nullptr && std::strcmp(env, "ggml") == 0) return false;
-  return cpu_has_avx2_fma_f16c() && !ggml_cpu_has_avx512();
-}
+bool int8_matmul_enabled() { return !cpu_kernels_switched_off() && cpu_has_avx2_fma_f16c() && !ggml_cpu_has_avx512(); }
 
 bool int8_packable(ggml_type type, int64_t rows, int64_t cols) {
   if (type != GGML_TYPE_Q8_0 && type != GGML_TYPE_Q6_K && type != GGML_TYPE_Q4_K) return false;
@@ -758,17 +753,11 @@ ggml_tensor* int8_get_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ids) 
 }
 
 void int8_quantize(ggml_type type, const float* x, void* out, int64_t m, int64_t k) {
-  const Format& f = format_of(type);
-  std::vector<uint8_t> plain;
-  for (int64_t j = 0; j < m; ++j)
-    quantize_row(f, x + j * k, static_cast<uint8_t*>(out) + j * act_row_bytes(f, k / f.block), k, plain);
+  quantize_rows(quantize_row, type, x, out, m, k);
 }
 
 void int8_quantize_ggml(ggml_type type, const float* x, void* out, int64_t m, int64_t k) {
-  const Format& f = format_of(type);
-  std::vector<uint8_t> plain;
-  for (int64_t j = 0; j < m; ++j)
-    quantize_row_ggml(f, x + j * k, static_cast<uint8_t*>(out) + j * act_row_bytes(f, k / f.block), k, plain);
+  quantize_rows(quantize_row_ggml, type, x, out, m, k);
 }
 
 size_t int8_activation_bytes(ggml_type type, int64_t m, int64_t k) {
