@@ -81,6 +81,10 @@ export interface NativeSession {
     segments: ({ ids: Int32Array | number[] } | { embeddings: Float32Array; rows: number })[],
     options?: { allLogits?: boolean },
   ): Promise<Float32Array | undefined>;
+  /**
+   * Samples the next token and resolves with it while its forward pass starts in the background;
+   * the next `step`/`evaluate` waits for that pass (and rejects with its error).
+   */
   step(params: {
     temperature: number;
     topK: number;
@@ -92,7 +96,7 @@ export interface NativeSession {
     stopIds: number[];
   }): Promise<{ id: number; top: { id: number; logprob: number }[] }>;
   abort(): void;
-  /** Frees the KV cache now (a call in flight keeps it until it returns). */
+  /** Frees the KV cache now, aborting a background forward pass (a call in flight keeps it until it returns). */
   dispose(): void;
   readonly position: number;
   readonly contextSize: number;

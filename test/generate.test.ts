@@ -1,6 +1,7 @@
 // The TypeScript API under load and abuse: streaming, cancellation, aborts, concurrency,
 // event-loop responsiveness, and typed errors that leave the model serving.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -397,5 +398,68 @@ describe('devices', () => {
     await cpu.dispose();
     await expectCode(loadModel({ model: dir, device: 'cuda' }), 'DEVICE_UNAVAILABLE', 'npm run build:cuda');
     await expectCode(loadModel({ model: dir, device: 'gpu' as never }), 'INVALID_ARGUMENT', "one of 'auto', 'cpu', 'cuda'");
+  });
+});
+
+// A step returns its token while that token's forward pass runs on in the background. A process
+// or worker that ends meanwhile must wait for the pass: ggml's globals are destroyed at exit, and
+// a pass still computing then crashed the process (seen with a natural exit after a bare step).
+const DIST_BINDING = join(__dirname, '..', 'dist', 'binding.js');
+const SLEEP_MS = 600;
+const CHILD = `
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+const { join } = require('node:path');
+const { native } = require(${JSON.stringify(DIST_BINDING)});
+const greedy = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0, topLogprobs: 0, stopIds: [] };
+async function stepOnce(dir) {
+  const nm = await native().loadModel(join(dir, 'llm.gguf'), join(dir, 'vision.gguf'), { threads: 1 });
+  const s = nm.createSession(16);
+  await s.evaluate([{ ids: [1, 2, 3] }]);
+  await s.step(greedy); // its forward pass now sleeps in the background; s is never disposed
+  return s;
+}
+const [mode, dir] = isMainThread ? process.argv.slice(2) : ['in-worker', workerData];
+if (mode === 'main') {
+  stepOnce(dir).then(() => console.log(JSON.stringify({ steppedAt: Date.now() }))); // then exit naturally
+} else if (mode === 'in-worker') {
+  stepOnce(dir).then(() => parentPort.postMessage('stepped'));
+} else {
+  const w = new Worker(__filename, { workerData: dir });
+  w.once('message', async () => {
+    const t = Date.now();
+    await w.terminate();
+    const terminateMs = Date.now() - t;
+    delete process.env.VL3_TEST_FORWARD_SLEEP_MS;
+    const s = await stepOnce(dir); // the process still serves
+    console.log(JSON.stringify({ terminateMs, position: s.position }));
+  });
+}
+`;
+
+describe.skipIf(!existsSync(DIST_BINDING))('teardown with a forward pass pending (dist/ built by npm install)', () => {
+  const runChild = (mode: string): Promise<{ out: string; exitedAt: number }> => {
+    const file = join(work, 'teardown-child.cjs');
+    writeFileSync(file, CHILD);
+    return new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        [file, mode, join(work, 'model')],
+        { env: { ...process.env, VL3_TEST_FORWARD_SLEEP_MS: String(SLEEP_MS) }, timeout: 60_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message} (exit code ${String(err.code)}, signal ${String(err.signal)})\n${stderr}`)) : resolve({ out: stdout, exitedAt: Date.now() })),
+      );
+    });
+  };
+
+  it('a process exits cleanly, after the pending pass, when its script ends', async () => {
+    const { out, exitedAt } = await runChild('main');
+    const { steppedAt } = JSON.parse(out) as { steppedAt: number };
+    expect(exitedAt - steppedAt).toBeGreaterThanOrEqual(SLEEP_MS - 100);
+  });
+
+  it('terminating a worker waits for its pending pass, and the process keeps serving', async () => {
+    const { out } = await runChild('worker');
+    const r = JSON.parse(out) as { terminateMs: number; position: number };
+    expect(r.terminateMs).toBeGreaterThanOrEqual(SLEEP_MS - 100);
+    expect(r.position).toBe(4);
   });
 });

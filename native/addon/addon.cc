@@ -1,6 +1,14 @@
 // Module entry: build facts, the GGUF name table, and the component bindings.
 #include <napi.h>
 
+#if defined(_WIN32)
+#define NOMINMAX
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
+
 #include "addon/bindings.h"
 #include "common/status.h"
 #include "ggml-backend.h"
@@ -81,9 +89,26 @@ Napi::Object BuildInfo(Napi::Env env) {
   return o;
 }
 
+// Keeps this library mapped for the life of the process. Node unloads an addon when the last
+// environment that loaded it ends (a worker thread, say), and a session's background thread may
+// still be returning from its last job then.
+void pin_library() {
+#if defined(_WIN32)
+  HMODULE self = nullptr;
+  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                     reinterpret_cast<LPCWSTR>(&pin_library), &self);
+#else
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&pin_library), &info) != 0 && info.dli_fname != nullptr) {
+    dlopen(info.dli_fname, RTLD_LAZY | RTLD_NODELETE);  // one more reference, never dropped
+  }
+#endif
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pin_library();
   vl3::install_ggml_hooks();
   exports.Set("buildInfo", BuildInfo(env));
   exports.Set("names", NamesTable(env));

@@ -3,6 +3,7 @@
 //   NativeModel: info(), tokenize(text, parseSpecial), detokenize(ids), encodeImage(...), createSession(n)
 //   NativeSession: evaluate(segments, { allLogits }), step(params), abort(), position, contextSize
 // Every compute runs on libuv's pool (PromiseWorker); JS sees coded errors, never a crash.
+#include <algorithm>
 #include <memory>
 
 #include "addon/async.h"
@@ -57,9 +58,25 @@ Napi::Array logprobs_to_js(Napi::Env env, const std::vector<TokenLogprob>& top) 
   return a;
 }
 
-/** Per-environment constructors (each worker thread has its own), kept as instance data. */
+/**
+ * Per-environment constructors (each worker thread has its own), kept as instance data, and the
+ * environment's sessions: when it is torn down (process exit, worker termination) their
+ * background forward passes are aborted and awaited, so none runs on into the teardown.
+ */
 struct ModelClasses {
   Napi::FunctionReference model, session;
+  std::vector<std::weak_ptr<Session>> sessions;
+
+  void add(const std::shared_ptr<Session>& s) {
+    sessions.erase(std::remove_if(sessions.begin(), sessions.end(), [](const auto& w) { return w.expired(); }),
+                   sessions.end());
+    sessions.push_back(s);
+  }
+  ~ModelClasses() {
+    for (const auto& w : sessions) {
+      if (auto s = w.lock()) s->shutdown();
+    }
+  }
 };
 ModelClasses& classes(Napi::Env env) { return *env.GetInstanceData<ModelClasses>(); }
 
@@ -151,9 +168,11 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
     if (session) session->abort();
     return info.Env().Undefined();
   }
-  // dispose(): frees the KV cache (host or GPU memory) now instead of at garbage collection; a
-  // call still running keeps its own reference until it returns.
+  // dispose(): frees the KV cache (host or GPU memory) now instead of at garbage collection. The
+  // last step's forward pass, which nobody will sample from, is aborted; a call still running
+  // keeps its own reference until it returns.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (session) session->abort();
     session.reset();
     return info.Env().Undefined();
   }
@@ -346,7 +365,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const int64_t n = info[0].As<Napi::Number>().Int64Value();
     Napi::Object obj = classes(env).session.New({});
     try {
-      NativeSession::Unwrap(obj)->session = std::make_shared<Session>(m, n);
+      auto s = std::make_shared<Session>(m, n);
+      classes(env).add(s);
+      NativeSession::Unwrap(obj)->session = std::move(s);
     } catch (const vl3::Error& e) {
       throw make_error(env, e.code_name(), e.what());
     } catch (const std::bad_alloc&) {

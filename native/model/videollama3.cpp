@@ -1,7 +1,9 @@
 #include "model/videollama3.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include "common/status.h"
 #include "ggml-cpu.h"
@@ -110,9 +112,25 @@ VideoLlama3::~VideoLlama3() {
 }
 
 Session::Session(std::shared_ptr<const VideoLlama3> model, int64_t context_size)
-    : model_(std::move(model)), cache_(model_->llm().new_cache(context_size)) {}
+    : model_(std::move(model)),
+      cache_(model_->llm().new_cache(context_size)),
+      forwards_(std::make_unique<BackgroundThread>()) {}
+
+void Session::settle() {
+  if (!pending_.valid()) return;
+  try {
+    pending_.get();
+  } catch (...) {
+    // The pass failed (or was aborted) before it wrote the cache: the session stays as it was
+    // before that token, and can sample again.
+    history_.pop_back();
+    position_.store(cache_->size());
+    throw;
+  }
+}
 
 std::vector<float> Session::evaluate(const std::vector<PromptSegment>& segments, bool all_logits) {
+  settle();
   abort_.store(false);
   const int64_t dim = model_->llm().hparams().dim;
   int64_t total = 0;
@@ -137,6 +155,7 @@ std::vector<float> Session::evaluate(const std::vector<PromptSegment>& segments,
       history_.insert(history_.end(), s.ids.begin(), s.ids.end());
     }
     std::vector<float> out = model_->llm().forward(*cache_, in, all_logits, model_->compute_alloc(), model_->threads(), &abort_);
+    position_.store(cache_->size());
     if (all_logits) all.insert(all.end(), out.begin(), out.end());
     const size_t v = static_cast<size_t>(model_->llm().hparams().n_vocab);
     logits_.assign(out.end() - static_cast<std::ptrdiff_t>(v), out.end());
@@ -145,6 +164,7 @@ std::vector<float> Session::evaluate(const std::vector<PromptSegment>& segments,
 }
 
 StepResult Session::step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids) {
+  settle();
   abort_.store(false);
   check(!logits_.empty(), ErrorCode::InvalidArgument, "Nothing to sample from: evaluate a prompt first");
   if (!sampler_ || sampler_seed_ != params.seed) {
@@ -157,14 +177,34 @@ StepResult Session::step(const SamplingParams& params, int top_logprobs, const s
   r.id = sampler_->sample(logits, history_, top_logprobs, &r.top);
   const bool stop = std::find(stop_ids.begin(), stop_ids.end(), r.id) != stop_ids.end();
   if (!stop && cache_->size() < cache_->capacity()) {
-    std::lock_guard<std::mutex> lock(model_->compute_mutex());
-    DecoderInput in;
-    in.ids = &r.id;
-    in.n = 1;
-    logits_ = model_->llm().forward(*cache_, in, false, model_->compute_alloc(), model_->threads(), &abort_);
     history_.push_back(r.id);
+    position_.store(cache_->size() + 1);
+    // Test hook: each background pass first sleeps this long (not abortably, like a long node),
+    // so a test can see that a process's or worker's teardown waits for a pending pass.
+    const char* hook = std::getenv("VL3_TEST_FORWARD_SLEEP_MS");
+    const int sleep_ms = hook != nullptr ? std::atoi(hook) : 0;
+    // The job holds the session until its pass ends: dropping the last other reference meanwhile
+    // (dispose, garbage collection) frees the session on that thread afterwards.
+    pending_ = forwards_->post([self = shared_from_this(), id = r.id, sleep_ms]() mutable {
+      std::shared_ptr<Session> s = std::move(self);
+      if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+      s->forward_token(id);
+    });
   }
   return r;
+}
+
+void Session::shutdown() {
+  abort();
+  forwards_->join();
+}
+
+void Session::forward_token(int32_t id) {
+  std::lock_guard<std::mutex> lock(model_->compute_mutex());
+  DecoderInput in;
+  in.ids = &id;
+  in.n = 1;
+  logits_ = model_->llm().forward(*cache_, in, false, model_->compute_alloc(), model_->threads(), &abort_);
 }
 
 }  // namespace vl3

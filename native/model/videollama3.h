@@ -4,11 +4,13 @@
 #pragma once
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/background.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "model/qwen2.h"
@@ -99,28 +101,46 @@ struct StepResult {
   std::vector<TokenLogprob> top;
 };
 
-/** A conversation's state: its KV cache, the ids seen so far and the logits to sample next. */
-class Session {
+/**
+ * A conversation's state: its KV cache, the ids seen so far and the logits to sample next.
+ * Create it with std::make_shared: a step's forward pass runs in the background holding a
+ * reference, so the caller gets the sampled token while the decoder already evaluates it.
+ */
+class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<const VideoLlama3> model, int64_t context_size);
 
   int64_t context_size() const { return cache_->capacity(); }
-  int64_t position() const { return cache_->size(); }
+  /** Positions used, counting a token whose forward pass is still running. */
+  int64_t position() const { return position_.load(); }
   size_t cache_bytes() const { return cache_->bytes(); }
 
   /** Evaluates segments in order; with `all_logits`, returns every row's logits (tests). */
   std::vector<float> evaluate(const std::vector<PromptSegment>& segments, bool all_logits);
 
   /**
-   * Samples the next token from the current logits (reporting `top_logprobs` alternatives),
-   * then, unless it is in `stop_ids` or the context is full, evaluates it.
+   * Samples the next token from the current logits (reporting `top_logprobs` alternatives) and,
+   * unless it is in `stop_ids` or the context is full, starts evaluating it in the background.
+   * Returns without waiting for that forward pass; the next step() or evaluate() waits for it and
+   * throws its error, if any. So the caller's handling of a token overlaps the next forward pass.
    */
   StepResult step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids);
 
-  /** Raised from any thread; the running graph stops and the call throws ABORTED. */
+  /** Raised from any thread; the running graph stops and the call (or the next one) throws ABORTED. */
   void abort() { abort_.store(true); }
 
+  /**
+   * Aborts the background forward pass, if any, and ends its thread, waiting for both: for a
+   * process's or worker's teardown, which must not run on under them. The session's later steps
+   * fail with ABORTED. Call it from any thread but that one.
+   */
+  void shutdown();
+
  private:
+  /** Waits for the background forward pass, if any, rethrowing its error. */
+  void settle();
+  void forward_token(int32_t id);
+
   std::shared_ptr<const VideoLlama3> model_;
   std::unique_ptr<KvCache> cache_;
   std::vector<int32_t> history_;
@@ -128,6 +148,9 @@ class Session {
   std::unique_ptr<Sampler> sampler_;
   uint64_t sampler_seed_ = 0;
   std::atomic<bool> abort_{false};
+  std::atomic<int64_t> position_{0};
+  std::future<void> pending_;                   // the forward pass started by the last step()
+  std::unique_ptr<BackgroundThread> forwards_;  // runs those passes
 };
 
 }  // namespace vl3
