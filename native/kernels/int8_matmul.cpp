@@ -48,7 +48,7 @@ constexpr const Format& format_of(ggml_type type) {
 // extra-buffer kernels check the buffer type before reading it).
 const char kPackedTag = 0;
 
-// After the packed layout: two int32 counters for the decode product's threads (chunks claimed,
+// After the packed layout: two int32 counters for the decode product's threads (groups claimed,
 // threads done), in a cache line of their own size.
 constexpr size_t kWorkStateBytes = 64;
 int32_t* work_state(const ggml_tensor* w) {
@@ -585,13 +585,20 @@ void gemm_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
       return;
     }
     // Decode: threads claim chunks of groups in turn, so one slowed by the other's memory traffic
-    // or by the hypervisor does not leave the other waiting at the barrier; the last thread out
+    // or by the hypervisor does not leave the other waiting at the barrier. Chunks shrink as the
+    // work runs out (a quarter of each thread's share of what is left, at most `chunk`, down to one
+    // group), so the threads finish close together: ~0.6 % faster decode than fixed chunks of up to
+    // 64 groups, measured in one process alternating both every 8 tokens. The last thread out
     // clears the counters for the matrix's next product.
     int32_t* state = work_state(w);
     const int64_t chunk = std::clamp<int64_t>(groups / (8 * nth), 1, 64);
-    for (int64_t c = __atomic_fetch_add(&state[0], 1, __ATOMIC_RELAXED); c * chunk < groups;
-         c = __atomic_fetch_add(&state[0], 1, __ATOMIC_RELAXED)) {
-      run(c * chunk, std::min(groups, (c + 1) * chunk));
+    int32_t next = __atomic_load_n(&state[0], __ATOMIC_RELAXED);  // the first group nobody claimed
+    while (next < groups) {
+      const auto size = static_cast<int32_t>(std::clamp<int64_t>((groups - next) / (4 * nth), 1, chunk));
+      if (__atomic_compare_exchange_n(&state[0], &next, next + size, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        run(next, std::min<int64_t>(groups, next + size));
+        next = __atomic_load_n(&state[0], __ATOMIC_RELAXED);
+      }  // else `next` now holds the other thread's claim: size again from there
     }
     if (__atomic_add_fetch(&state[1], 1, __ATOMIC_ACQ_REL) == nth) {
       __atomic_store_n(&state[0], 0, __ATOMIC_RELAXED);
