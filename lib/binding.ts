@@ -252,6 +252,18 @@ export interface NativeBinding {
       ours: Float32Array;
       reference: Float32Array;
     }>;
+    /**
+     * One random decode step with RoPE and the cache append inside our attention op, three ways:
+     * outputs [heads][headDim], and the new position's key then value as each cache holds them.
+     */
+    attentionAppendCheck(heads: number, kvHeads: number, headDim: number, positions: number, threads: number): Promise<{
+      ggml: Float32Array;
+      ours: Float32Array;
+      reference: Float32Array;
+      ggmlCache: Float32Array;
+      oursCache: Float32Array;
+      referenceCache: Float32Array;
+    }>;
   };
   benchMatmul(o: { type: string; m: number; n: number; k: number; threads: number; reps: number }): Promise<{
     secondsPerRep: number;

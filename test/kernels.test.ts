@@ -254,4 +254,21 @@ describe.skipIf(attentionReason !== '')(`decode attention${attentionReason ? ` (
     expect(worstRef).toBeLessThan(2e-5);  // outputs are O(1): weighted means of N(0, 1) values
     expect(worstGgml).toBeLessThan(1e-2);  // ggml: 2-4e-3 off the reference here
   });
+  // Decode's form: RoPE and the cache append in the same op. The new key and value must land in the
+  // cache as the reference rounds them (ggml's rope angles differ from the exact tables by ~1e-6).
+  it.each([
+    [12, 2, 128, 1, 2],
+    [12, 2, 128, 77, 2],
+    [14, 2, 64, 600, 3],
+    [16, 1, 128, 40, 4],
+    [10, 2, 64, 50, 5],
+    [6, 3, 24, 33, 1],
+  ] as const)('appending: heads=%i kvHeads=%i headDim=%i positions=%i threads=%i', async (heads, kvHeads, headDim, positions, threads) => {
+    const r = await kernels.attentionAppendCheck(heads, kvHeads, headDim, positions, threads);
+    const worst = (a: Float32Array, b: Float32Array): number => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+    expect(r.oursCache).toEqual(r.referenceCache);
+    expect(worst(r.oursCache, r.ggmlCache)).toBeLessThan(1e-2);  // f16 steps of the rotated keys (|k| up to ~8)
+    expect(worst(r.ours, r.reference)).toBeLessThan(2e-5);
+    expect(worst(r.ours, r.ggml)).toBeLessThan(1e-2);
+  });
 });

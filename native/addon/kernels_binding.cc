@@ -14,6 +14,9 @@
 //   kernels.attentionF16() -> boolean (whether decode attention uses our CPU op here; kernels/attention.h)
 //   kernels.attentionCheck(n, heads, kvHeads, headDim, positions, threads) -> Promise<{ ggml, ours, reference }>
 //     (one random attention over an f16 cache three ways)
+//   kernels.attentionAppendCheck(heads, kvHeads, headDim, positions, threads)
+//     -> Promise<{ ggml, ours, reference, ggmlCache, oursCache, referenceCache }> (one decode step
+//     with RoPE and the cache append in the op, three ways)
 #include <array>
 #include <cmath>
 #include <memory>
@@ -184,6 +187,28 @@ Napi::Value AttentionCheck(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value AttentionAppendCheck(const Napi::CallbackInfo& info) {
+  constexpr const char* fn = "kernels.attentionAppendCheck";
+  Napi::Env env = info.Env();
+  const auto heads = static_cast<int>(integer_arg(env, fn, "heads", info[0], 1, 256));
+  const auto kv_heads = static_cast<int>(integer_arg(env, fn, "kvHeads", info[1], 1, 256));
+  const auto head_dim = static_cast<int>(integer_arg(env, fn, "headDim", info[2], 8, 1024));
+  const auto positions = static_cast<int>(integer_arg(env, fn, "positions", info[3], 1, 65536));
+  const auto threads = static_cast<int>(integer_arg(env, fn, "threads", info[4], 1, 64));
+  return PromiseWorker<bench::AttentionAppendCheck>::Start(
+      env, [=]() { return bench::check_attention_append(heads, kv_heads, head_dim, positions, threads); },
+      [](Napi::Env env, bench::AttentionAppendCheck& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("ggml", to_f32(env, r.ggml));
+        out.Set("ours", to_f32(env, r.ours));
+        out.Set("reference", to_f32(env, r.reference));
+        out.Set("ggmlCache", to_f32(env, r.ggml_cache));
+        out.Set("oursCache", to_f32(env, r.ours_cache));
+        out.Set("referenceCache", to_f32(env, r.reference_cache));
+        return out;
+      });
+}
+
 }  // namespace
 
 void RegisterKernels(Napi::Env env, Napi::Object exports) {
@@ -210,6 +235,7 @@ void RegisterKernels(Napi::Env env, Napi::Object exports) {
                             },
                             "attentionF16"));
   k.Set("attentionCheck", Napi::Function::New(env, AttentionCheck, "attentionCheck"));
+  k.Set("attentionAppendCheck", Napi::Function::New(env, AttentionAppendCheck, "attentionAppendCheck"));
   exports.Set("kernels", k);
 }
 

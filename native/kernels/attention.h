@@ -30,7 +30,20 @@ bool attention_f16_enabled(int64_t head_dim);
 ggml_tensor* attention_f16(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v);
 
 /**
- * Scalar reference of the same in double precision: q [n][nh][hd] floats, k and v [L][nkv][hd] f16
+ * Decode attention for one new token at position L − 1 that also appends it to the cache: rotates
+ * q and k_new with RoPE (NeoX halves, HF's rotate_half), writes rope(k_new) and v_new as f16 into
+ * position L − 1 of the cache, and attends over positions 0..L − 1. One graph node instead of five
+ * (two ropes, two cache copies, the attention), each of which decode pays a thread barrier for.
+ *   q [hd, nh, 1], k_new and v_new [hd, nkv, 1]: f32 with rows of hd contiguous (views of one fused
+ *   q/k/v output are fine); k, v [hd, nkv, L]: f16 views of the cache, position L − 1 overwritten;
+ *   cos, sin [hd] f32: the rotation of position L − 1 (cos[i] = cos[i + hd/2], likewise sin).
+ * Returns [hd, nh, 1] f32.
+ */
+ggml_tensor* attention_f16_append(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k_new, ggml_tensor* v_new, ggml_tensor* k,
+                                  ggml_tensor* v, ggml_tensor* cos, ggml_tensor* sin);
+
+/**
+ * Scalar reference of attention_f16 in double precision: q [n][nh][hd] floats, k and v [L][nkv][hd] f16
  * bits (the cache's layout), out [n][nh][hd].
  */
 void attention_f16_reference(const float* q, const uint16_t* k, const uint16_t* v, float* out, int64_t hd, int64_t nh,
