@@ -12,6 +12,21 @@
 #include "kernels/attention.h"
 
 namespace vl3::bench {
+namespace {
+
+/** A CPU backend with `threads` threads, and a buffer holding every tensor of a context. */
+struct CpuTensors {
+  std::unique_ptr<ggml_backend, void (*)(ggml_backend_t)> backend{ggml_backend_cpu_init(), ggml_backend_free};
+  std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buffer{nullptr, ggml_backend_buffer_free};
+  CpuTensors(ggml_context* ctx, int threads) {
+    check(backend != nullptr, ErrorCode::Internal, "ggml CPU backend failed to start");
+    ggml_backend_cpu_set_n_threads(backend.get(), threads);
+    buffer.reset(ggml_backend_alloc_ctx_tensors(ctx, backend.get()));
+    check(buffer != nullptr, ErrorCode::OutOfMemory, "Cannot allocate check tensors");
+  }
+};
+
+}  // namespace
 
 AttentionCheck check_attention(int n, int heads, int kv_heads, int head_dim, int positions, int threads) {
   check(n >= 1 && n <= positions && positions <= 65536 && heads >= 1 && heads <= 256 && kv_heads >= 1 &&
@@ -34,12 +49,7 @@ AttentionCheck check_attention(int n, int heads, int kv_heads, int head_dim, int
   ggml_cgraph* gf = ggml_new_graph(ctx.get());
   ggml_build_forward_expand(gf, ours);
   ggml_build_forward_expand(gf, theirs);
-  std::unique_ptr<ggml_backend, void (*)(ggml_backend_t)> backend(ggml_backend_cpu_init(), ggml_backend_free);
-  check(backend != nullptr, ErrorCode::Internal, "ggml CPU backend failed to start");
-  ggml_backend_cpu_set_n_threads(backend.get(), threads);
-  std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buf(
-      ggml_backend_alloc_ctx_tensors(ctx.get(), backend.get()), ggml_backend_buffer_free);
-  check(buf != nullptr, ErrorCode::OutOfMemory, "Cannot allocate check tensors");
+  const CpuTensors cpu(ctx.get(), threads);
 
   std::mt19937 gen(7);
   std::normal_distribution<float> dist(0.f, 1.0f);
@@ -57,7 +67,7 @@ AttentionCheck check_attention(int n, int heads, int kv_heads, int head_dim, int
       for (int64_t j = 0; j < L; ++j) m[static_cast<size_t>(t * L + j)] = ggml_fp32_to_fp16(j <= L - n + t ? 0.0f : -INFINITY);
     ggml_backend_tensor_set(mask, m.data(), 0, ggml_nbytes(mask));
   }
-  check(ggml_backend_graph_compute(backend.get(), gf) == GGML_STATUS_SUCCESS, ErrorCode::Internal, "graph compute failed");
+  check(ggml_backend_graph_compute(cpu.backend.get(), gf) == GGML_STATUS_SUCCESS, ErrorCode::Internal, "graph compute failed");
   AttentionCheck r{std::vector<float>(qf.size()), std::vector<float>(qf.size()), std::vector<float>(qf.size())};
   ggml_backend_tensor_get(theirs, r.ggml.data(), 0, ggml_nbytes(theirs));
   ggml_backend_tensor_get(ours, r.ours.data(), 0, ggml_nbytes(ours));
@@ -101,12 +111,7 @@ AttentionAppendCheck check_attention_append(int heads, int kv_heads, int head_di
                                             1.0f / std::sqrt(static_cast<float>(hd)), 0.0f, 0.0f);  // [hd, nh, 1]
   ggml_flash_attn_ext_set_prec(theirs, GGML_PREC_F32);
   ggml_build_forward_expand(gf, theirs);
-  std::unique_ptr<ggml_backend, void (*)(ggml_backend_t)> backend(ggml_backend_cpu_init(), ggml_backend_free);
-  check(backend != nullptr, ErrorCode::Internal, "ggml CPU backend failed to start");
-  ggml_backend_cpu_set_n_threads(backend.get(), threads);
-  std::unique_ptr<ggml_backend_buffer, void (*)(ggml_backend_buffer_t)> buf(
-      ggml_backend_alloc_ctx_tensors(c, backend.get()), ggml_backend_buffer_free);
-  check(buf != nullptr, ErrorCode::OutOfMemory, "Cannot allocate check tensors");
+  const CpuTensors cpu(c, threads);
 
   std::mt19937 gen(11);
   std::normal_distribution<float> dist(0.f, 1.0f);
@@ -128,7 +133,7 @@ AttentionAppendCheck check_attention_append(int heads, int kv_heads, int head_di
   ggml_backend_tensor_set(cos, cs.data(), 0, ggml_nbytes(cos));
   ggml_backend_tensor_set(sin, sn.data(), 0, ggml_nbytes(sin));
   ggml_backend_tensor_set(pos, &p32, 0, sizeof p32);
-  check(ggml_backend_graph_compute(backend.get(), gf) == GGML_STATUS_SUCCESS, ErrorCode::Internal, "graph compute failed");
+  check(ggml_backend_graph_compute(cpu.backend.get(), gf) == GGML_STATUS_SUCCESS, ErrorCode::Internal, "graph compute failed");
 
   AttentionAppendCheck r;
   r.ggml.resize(static_cast<size_t>(nh * hd));
