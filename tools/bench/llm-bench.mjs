@@ -5,7 +5,10 @@
 // `ours` runs videollama3-node's decoder on <model-dir>/llm.gguf; `nlc` runs node-llama-cpp
 // 3.21.1 (installed by scripts/peers.mjs) on the same file. Random token ids, greedy, one
 // warm-up rep. Prints one JSON line (median tok/s, every rep, load time, peak RSS). VL3_DEVICE
-// (auto | cpu | cuda) picks where `ours` runs.
+// (auto | cpu | cuda) picks where `ours` runs. With READBW (the path of a built tools/bench/readbw.c)
+// each rep's decode is framed by two read-bandwidth readings taken while the engine is idle
+// (`tg_bw`: [before, after] per rep), so its share of the bandwidth uses readings seconds away.
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -17,6 +20,15 @@ const pp = Number(ppArg ?? 512), tg = Number(tgArg ?? 128), threads = Number(thA
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 let seed = 12345;
 const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 151643;
+
+// The machine's read bandwidth now (GB/s), once the engine's threads have gone idle; null without READBW.
+const readBandwidth = () => {
+  if (!process.env.READBW) return null;
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200); // ggml threads stop spinning
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads) };
+  return JSON.parse(execFileSync(process.env.READBW, ['1024', '5'], { env }).toString()).read_GBps;
+};
+const tgBw = [];
 
 const t0 = performance.now();
 const ppRates = [], tgRates = [], ppCpu = []; // ppCpu: busy cores during prefill (process CPU time / wall time)
@@ -39,13 +51,16 @@ if (engine === 'ours') {
     await s.evaluate([{ ids: [rnd()] }]);
     // A step returns its token while that token's forward pass runs on: time the tg intervals
     // between tg + 1 steps, each holding one forward pass (node-llama-cpp's tg tokens hold tg).
+    const bwBefore = readBandwidth();
     await s.step(greedy);
     t = performance.now();
     for (let i = 0; i < tg; i++) await s.step(greedy);
     const tgS = (performance.now() - t) / 1000;
+    const bwAfter = readBandwidth(); // after the last step's pass, which runs on for one token
     if (r > 0) {
       ppRates.push(pp / ppS);
       tgRates.push(tg / tgS);
+      tgBw.push([bwBefore, bwAfter]);
       ppCpu.push((cpu.user + cpu.system) / 1e6 / ppS);
     }
   }
@@ -69,12 +84,15 @@ if (engine === 'ours') {
     cpu = process.cpuUsage(cpu);
     await seq.clearHistory();
     let n = 0;
+    const bwBefore = readBandwidth();
     t = performance.now();
     for await (const _ of seq.evaluate([rnd()], { temperature: 0 })) if (++n >= tg) break;
     const tgS = (performance.now() - t) / 1000;
+    const bwAfter = readBandwidth();
     if (r > 0) {
       ppRates.push(pp / ppS);
       tgRates.push(tg / tgS);
+      tgBw.push([bwBefore, bwAfter]);
       ppCpu.push((cpu.user + cpu.system) / 1e6 / ppS);
     }
   }
@@ -91,6 +109,7 @@ process.stdout.write(
     engine, target, threads, pp, tg, reps,
     pp_tps: ppRates.map(round), pp_tps_median: round(median(ppRates)),
     tg_tps: tgRates.map(round), tg_tps_median: round(median(tgRates)),
+    ...(process.env.READBW ? { tg_bw: tgBw } : {}),
     pp_busy_cores: ppCpu.map(round),
     maxRSS_MiB: Math.round(process.resourceUsage().maxRSS / 1024),
     ...extra,
