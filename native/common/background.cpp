@@ -3,6 +3,8 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <string>
+#include <system_error>
 
 #include "common/status.h"
 
@@ -19,27 +21,38 @@ struct BackgroundThread::Queue {
   bool quit = false;
 };
 
-BackgroundThread::BackgroundThread() : queue_(std::make_shared<Queue>()) {
-  thread_ = std::thread([q = queue_]() {
-    for (;;) {
-      Queue::Job job;
-      {
-        std::unique_lock<std::mutex> lock(q->mutex);
-        q->ready.wait(lock, [&] { return q->quit || !q->jobs.empty(); });
-        if (q->jobs.empty()) return;  // quit, and nothing left
-        job = std::move(q->jobs.front());
-        q->jobs.pop_front();
-      }
-      try {
-        job.fn();
-        job.fn = nullptr;  // release what it captured (maybe this thread's owner) before reporting
-        job.done.set_value();
-      } catch (...) {
-        job.fn = nullptr;
-        job.done.set_exception(std::current_exception());
-      }
+namespace {
+
+// The thread: runs jobs in order until asked to quit with nothing left.
+void run_jobs(const std::shared_ptr<BackgroundThread::Queue>& q) {
+  for (;;) {
+    BackgroundThread::Queue::Job job;
+    {
+      std::unique_lock<std::mutex> lock(q->mutex);
+      q->ready.wait(lock, [&] { return q->quit || !q->jobs.empty(); });
+      if (q->jobs.empty()) return;  // quit, and nothing left
+      job = std::move(q->jobs.front());
+      q->jobs.pop_front();
     }
-  });
+    try {
+      job.fn();
+      job.fn = nullptr;  // release what it captured (maybe this thread's owner) before reporting
+      job.done.set_value();
+    } catch (...) {
+      job.fn = nullptr;
+      job.done.set_exception(std::current_exception());
+    }
+  }
+}
+
+}  // namespace
+
+BackgroundThread::BackgroundThread() : queue_(std::make_shared<Queue>()) {
+  try {
+    thread_ = std::thread(run_jobs, queue_);
+  } catch (const std::system_error& e) {
+    throw Error(ErrorCode::OutOfMemory, std::string("Cannot start a background thread: ") + e.what());
+  }
 }
 
 BackgroundThread::~BackgroundThread() {

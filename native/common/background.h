@@ -26,8 +26,9 @@ class BackgroundThread {
   /** Runs what is queued, then ends the thread and waits for it (never call it from a job). */
   void join();
 
+  struct Queue;  // the jobs and the quit flag, shared with the thread
+
  private:
-  struct Queue;
   std::shared_ptr<Queue> queue_;  // shared with the thread, which may outlive this object
   std::thread thread_;
 };
