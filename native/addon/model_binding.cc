@@ -2,7 +2,8 @@
 //   loadModel(llmPath, visionPath, { threads }) -> Promise<NativeModel>
 //   NativeModel: info(), tokenize(text, parseSpecial), detokenize(ids), encodeImage(...), createSession(n)
 //   NativeSession: evaluate(segments, { allLogits }), step(params), abort(), position, contextSize
-// Every compute runs on libuv's pool (PromiseWorker); JS sees coded errors, never a crash.
+// Every compute runs off the JS thread: on libuv's pool (PromiseWorker), and a step's forward pass
+// on its session's own thread; JS sees coded errors, never a crash.
 #include <algorithm>
 #include <memory>
 
@@ -73,9 +74,12 @@ struct ModelClasses {
     sessions.push_back(s);
   }
   ~ModelClasses() {
+    std::vector<std::shared_ptr<Session>> live;
     for (const auto& w : sessions) {
-      if (auto s = w.lock()) s->shutdown();
+      if (auto s = w.lock()) live.push_back(std::move(s));
     }
+    for (const auto& s : live) s->abort();  // all first: one may be waiting for another's graph
+    for (const auto& s : live) s->shutdown();
   }
 };
 ModelClasses& classes(Napi::Env env) { return *env.GetInstanceData<ModelClasses>(); }

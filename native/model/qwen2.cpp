@@ -241,7 +241,7 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   // Decoding one token in a layer on the CPU: our attention op (kernels/attention.h) instead of
   // ggml's flash attention, which pays a vector-dot call, an expf and f16 sums per cached position
   // and head. It also rotates q and k and appends k and v to the cache: one node for five, and
-  // each node costs decode a thread barrier (2-4 % faster decode on Q4_K_M).
+  // each node costs decode a thread barrier (0-3 % faster decode on Q4_K_M).
   const bool own_attention = flash && n == 1 && kernels::attention_f16_enabled(hd);
   // RoPE: f32 models rotate with f32 tables computed exactly as the reference does (parity to 1e-4);
   // the others use ggml's fused NeoX rope (one op instead of five per tensor: fewer passes over q/k
