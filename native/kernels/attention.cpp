@@ -51,9 +51,6 @@ VL3_AVX2 inline __m256 exp_nonpositive(__m256 x) {
 
 constexpr int kHeads = 6;  // query heads sharing one pass over their KV head's rows (6 accumulators)
 
-// out[h] = Σ_j w[h·len + j] · v_j for H heads: columns [d0, hd) of every head, C vectors (8C
-// columns) per pass over the V rows, H · C accumulators in registers. v_j = v + j·v_stride, but the
-// last row at v_last when that is set.
 // acc[h] += w[h·len] · vrow (8C columns) for H heads.
 template <int H, int C>
 VL3_AVX2 inline void add_row(__m256 (&acc)[H][C], const float* w, int64_t len, const uint16_t* vrow) {
@@ -68,6 +65,9 @@ VL3_AVX2 inline void add_row(__m256 (&acc)[H][C], const float* w, int64_t len, c
   }
 }
 
+// out[h] = Σ_j w[h·len + j] · v_j for H heads: columns [d0, hd) of every head, C vectors (8C
+// columns) per pass over the V rows, H · C accumulators in registers. v_j = v + j·v_stride, but the
+// last row at v_last when that is set.
 template <int H, int C>
 VL3_AVX2 void weighted_sum(const float* w, int64_t len, const uint16_t* v, int64_t v_stride, const uint16_t* v_last,
                            int64_t d0, int64_t hd, float* const* out) {

@@ -15,8 +15,9 @@
 namespace vl3::kernels {
 
 /**
- * Whether attention_f16 can run here: the CPU has AVX2, FMA and F16C, a head is a multiple of 8
- * floats wide, and VL3_CPU_KERNELS is not "ggml" (the switch tests and benchmarks use to compare).
+ * Whether attention_f16 and attention_f16_append can run here: the CPU has AVX2, FMA and F16C, a
+ * head is a multiple of 8 floats wide, and VL3_CPU_KERNELS is not "ggml" (the switch tests and
+ * benchmarks use to compare).
  */
 bool attention_f16_enabled(int64_t head_dim);
 

@@ -489,7 +489,6 @@ VL3_AVX2 bool quantize_q8_K_block(const float* x, float* d, int8_t* qs, int16_t*
 }
 #endif
 
-
 // One f32 row of k values -> an activation row: ggml's quantizer for the type's dot product, the
 // same bytes faster for Q8_K on AVX2 machines (the decode products run it on every thread).
 void quantize_row(const Format& f, const float* x, uint8_t* out, int64_t k, std::vector<uint8_t>& plain) {

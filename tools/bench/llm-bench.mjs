@@ -49,9 +49,9 @@ if (engine === 'ours') {
     cpu = process.cpuUsage(cpu);
     s = nm.createSession(tg + 9);
     await s.evaluate([{ ids: [rnd()] }]);
+    const bwBefore = readBandwidth();
     // A step returns its token while that token's forward pass runs on: time the tg intervals
     // between tg + 1 steps, each holding one forward pass (node-llama-cpp's tg tokens hold tg).
-    const bwBefore = readBandwidth();
     await s.step(greedy);
     t = performance.now();
     for (let i = 0; i < tg; i++) await s.step(greedy);
