@@ -196,10 +196,15 @@ const int8Reason = kernels.int8Matmul()
   ? ''
   : 'the int8 kernels are off here (they need AVX2/FMA/F16C and a build without AVX-512, and VL3_CPU_KERNELS unset)';
 describe.skipIf(int8Reason !== '')(`int8 matmul kernels${int8Reason ? ` (skipped: ${int8Reason})` : ''}`, () => {
-  // m = 1 is decode; the others cross the 4-row step, the L2 row chunks and the thread split.
+  // m <= 2 is decode (spans of groups per thread, taken from the backs once a thread's own is
+  // done; more threads than groups; more threads than the 15 spans); the others cross the 4-row
+  // step, the L2 row chunks and the thread split.
   it.each([
     ['q8_0', 1, 8, 32, 1],
     ['q8_0', 1, 256, 1536, 2],
+    ['q8_0', 2, 16, 64, 3],
+    ['q8_0', 1, 200, 64, 17],
+    ['q4_K', 1, 64, 256, 5],
     ['q8_0', 3, 24, 64, 2],
     ['q8_0', 7, 40, 96, 3],
     ['q8_0', 64, 136, 1536, 2],

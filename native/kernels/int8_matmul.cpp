@@ -48,12 +48,13 @@ constexpr const Format& format_of(ggml_type type) {
 // extra-buffer kernels check the buffer type before reading it).
 const char kPackedTag = 0;
 
-// After the packed layout: two int32 counters for the decode product's threads (groups claimed,
-// threads done), in a cache line of their own size.
+// After the packed layout, one cache line of uint32 for the decode product's threads: word 0 counts
+// the threads done, word 1 + s the groups taken from span s's front (low 16 bits) and back (high 16).
 constexpr size_t kWorkStateBytes = 64;
-int32_t* work_state(const ggml_tensor* w) {
-  return reinterpret_cast<int32_t*>(static_cast<char*>(w->data) +
-                                    int8_packed_size(w->type, w->ne[1], w->ne[0]));
+constexpr int kMaxSpans = 15;
+constexpr int64_t kMaxGroups = 0xFFFF;  // so a span's counts fit 16 bits
+uint32_t* work_state(const ggml_tensor* w) {
+  return reinterpret_cast<uint32_t*>(static_cast<char*>(w->data) + int8_packed_size(w->type, w->ne[1], w->ne[0]));
 }
 
 inline float f16(const uint8_t* p) {
@@ -578,6 +579,51 @@ void apply_adds(const Adds& adds, float* y, int64_t n, int64_t m) {
   }
 }
 
+// Decode: how the threads share a matrix's groups. Thread i owns span i (spans = min(nth, 15), of
+// equal size) and takes chunks from its front, so its reads are one ascending stream that the
+// prefetchers (the kernels' and the hardware's) run ahead of; a thread whose span is done (or that
+// owns none) takes chunks from the backs of the others', so one slowed by the other's memory
+// traffic or by the hypervisor does not leave the other waiting at the barrier. Chunks shrink as a
+// span runs out (a quarter of what is left, at most `chunk`, down to one group), so the threads
+// finish close together. Against threads taking turns on one counter (each chunk a jump in both
+// threads' streams) decode ran 3 % (Q8_0) and 4 % (Q4_K_M) faster, medians of both alternating
+// every 8 tokens in one process. The last thread out clears the counts for the matrix's next product.
+template <typename Run>
+void decode_shares(uint32_t* state, int64_t groups, int ith, int nth, const Run& run) {
+  const int spans = std::min(nth, kMaxSpans);
+  const int64_t chunk = std::clamp<int64_t>(groups / (8 * nth), 1, 64);
+  const auto take = [&](int s, bool front) {  // one chunk of span s; false once it is empty
+    const int64_t s0 = groups * s / spans, s1 = groups * (s + 1) / spans;
+    uint32_t& word = state[1 + s];
+    uint32_t taken = __atomic_load_n(&word, __ATOMIC_RELAXED);
+    for (;;) {
+      const int64_t lo = s0 + (taken & 0xFFFF), hi = s1 - (taken >> 16);
+      if (lo >= hi) return false;
+      const int64_t size = std::clamp<int64_t>((hi - lo) / 4, 1, chunk);
+      const uint32_t now = taken + static_cast<uint32_t>(front ? size : size << 16);
+      if (__atomic_compare_exchange_n(&word, &taken, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        if (front) {
+          run(lo, lo + size);
+        } else {
+          run(hi - size, hi);
+        }
+        return true;
+      }  // else `taken` now holds the other thread's take: size again from there
+    }
+  };
+  if (ith < spans) {
+    while (take(ith, true)) {
+    }
+  }
+  for (int k = 1; k <= spans; ++k) {
+    while (take((ith + k) % spans, false)) {
+    }
+  }
+  if (__atomic_add_fetch(&state[0], 1u, __ATOMIC_ACQ_REL) == static_cast<uint32_t>(nth)) {
+    for (int s = 0; s <= spans; ++s) __atomic_store_n(&state[s], 0u, __ATOMIC_RELAXED);
+  }
+}
+
 // dst [n, rows] f32 <- src[0] packed weights [k, n] · src[1] (quantized activations, or f32 x when
 // fused), plus the plan's adds. Prefill threads split the 8-row groups evenly; decode threads take
 // them in chunks (below).
@@ -612,26 +658,7 @@ void gemm_op(ggml_tensor* dst, int ith, int nth, void* userdata) {
       run(groups * ith / nth, groups * (ith + 1) / nth);
       return;
     }
-    // Decode: threads claim chunks of groups in turn, so one slowed by the other's memory traffic
-    // or by the hypervisor does not leave the other waiting at the barrier. Chunks shrink as the
-    // work runs out (a quarter of each thread's share of what is left, at most `chunk`, down to one
-    // group), so the threads finish close together: ~0.6 % faster decode than fixed chunks of up to
-    // 64 groups, measured in one process alternating both every 8 tokens. The last thread out
-    // clears the counters for the matrix's next product.
-    int32_t* state = work_state(w);
-    const int64_t chunk = std::clamp<int64_t>(groups / (8 * nth), 1, 64);
-    int32_t next = __atomic_load_n(&state[0], __ATOMIC_RELAXED);  // the first group nobody claimed
-    while (next < groups) {
-      const auto size = static_cast<int32_t>(std::clamp<int64_t>((groups - next) / (4 * nth), 1, chunk));
-      if (__atomic_compare_exchange_n(&state[0], &next, next + size, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        run(next, std::min<int64_t>(groups, next + size));
-        next = __atomic_load_n(&state[0], __ATOMIC_RELAXED);
-      }  // else `next` now holds the other thread's claim: size again from there
-    }
-    if (__atomic_add_fetch(&state[1], 1, __ATOMIC_ACQ_REL) == nth) {
-      __atomic_store_n(&state[0], 0, __ATOMIC_RELAXED);
-      __atomic_store_n(&state[1], 0, __ATOMIC_RELAXED);
-    }
+    decode_shares(work_state(w), groups, ith, nth, run);
     return;
   }
 #endif
@@ -686,7 +713,7 @@ bool int8_matmul_enabled() { return !cpu_kernels_switched_off() && cpu_has_avx2_
 
 bool int8_packable(ggml_type type, int64_t rows, int64_t cols) {
   if (type != GGML_TYPE_Q8_0 && type != GGML_TYPE_Q6_K && type != GGML_TYPE_Q4_K) return false;
-  return rows > 0 && rows % kRows == 0 && cols > 0 && cols % format_of(type).block == 0;
+  return rows > 0 && rows % kRows == 0 && rows / kRows <= kMaxGroups && cols > 0 && cols % format_of(type).block == 0;
 }
 
 size_t int8_packed_size(ggml_type type, int64_t rows, int64_t cols) {

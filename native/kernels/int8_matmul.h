@@ -15,15 +15,16 @@
 //         A, B, C: columns 0-3, 4-7, 8-11 (q + 32) in their low 6 bits, and bits 0-1, 2-3, 4-5 of
 //         columns 12-15 in their top 2 (1680 bytes, as in the file);
 //   Q4_K: the 8 rows' fp16 scales and fp16 min scales (32 bytes), the 8 sub-block scales and 8
-//         sub-block mins (6-bit, as bytes, rows 0..7 per sub-block: 128 bytes), then per 32-column
-//         sub-block 4 vectors whose low nibbles hold columns 0-15 and high nibbles 16-31 (1184
-//         bytes where Q4_K takes 1152).
+//         sub-block mins of each row (6-bit, 96 bytes laid out as Q6_K's quants), then per 32-column
+//         sub-block 4 vectors whose low nibbles hold columns 0-15 and high nibbles 16-31 (1152
+//         bytes, as in the file).
 // One broadcast activation dword times one vector of quants gives all 8 rows' partial dot products
 // in their own lanes: no horizontal sums per block.
 // Packed matrices are tagged (int8_is_packed) and must only be used through int8_mul_mat and
-// int8_get_rows. After the layout, 64 bytes hold a work counter: decode products (one or two
-// activation rows) hand a matrix's groups out to the threads in chunks from it, so a thread slowed
-// by the other's memory traffic or by the hypervisor does not leave the other idle at the barrier.
+// int8_get_rows. After the layout, 64 bytes hold work counters: decode products (one or two
+// activation rows) give each thread a span of a matrix's groups to take chunks from, front to back,
+// and a thread done with its span takes chunks from the backs of the others', so a thread slowed by
+// the other's memory traffic or by the hypervisor does not leave the other idle at the barrier.
 //
 // Activations are quantized by ggml's own quantizer for the type's dot product (Q8_0 rows for
 // Q8_0, Q8_K for the K-quants), so the integer dot products equal ggml's; only the float
@@ -46,7 +47,10 @@ namespace vl3::kernels {
  */
 bool int8_matmul_enabled();
 
-/** Whether a `type` matrix of `rows` x `cols` can be packed (Q8_0, Q6_K or Q4_K, whole blocks, rows % 8 == 0). */
+/**
+ * Whether a `type` matrix of `rows` x `cols` can be packed (Q8_0, Q6_K or Q4_K, whole blocks,
+ * rows % 8 == 0, at most 65535 groups of 8 rows).
+ */
 bool int8_packable(ggml_type type, int64_t rows, int64_t cols);
 
 /** Bytes of the packed layout of a packable matrix. */
