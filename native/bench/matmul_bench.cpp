@@ -14,6 +14,7 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "kernels/int8_matmul.h"
+#include "model/weights.h"
 
 namespace vl3::bench {
 namespace {
@@ -31,6 +32,10 @@ class Matmul {
     ggml_type type;
     check(convert::parse_ggml_type(packed ? type_name.substr(0, type_name.size() - 2) : type_name, &type),
           ErrorCode::InvalidArgument, "Unknown ggml type " + type_name);
+    check(matrix_type_supported(type) && !ggml_quantize_requires_imatrix(type), ErrorCode::InvalidArgument,
+          format("Expected a weight type with a matrix kernel and a quantizer (f32, f16, bf16, q8_0, q4_0, q4_K, "
+                 "q6_K, ...) for type but received %s",
+                 type_name.c_str()));
     check(m > 0 && n > 0 && k > 0 && m <= 65536 && n <= 65536 && k <= 65536, ErrorCode::InvalidArgument,
           "Matrix sizes must be between 1 and 65536");
     check(k % ggml_blck_size(type) == 0, ErrorCode::InvalidArgument,

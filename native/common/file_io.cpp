@@ -8,6 +8,9 @@
 
 #include "common/status.h"
 
+#include <sys/stat.h>
+#include <sys/types.h>
+
 #if defined(_WIN32)
 #define vl3_fseek _fseeki64
 #define vl3_ftell _ftelli64
@@ -23,6 +26,13 @@
 namespace vl3 {
 
 InputFile::InputFile(const std::string& path) : path_(path) {
+  // Only regular files: opening a FIFO blocks until a writer appears (pinning a libuv thread), and
+  // a device such as /dev/zero never ends.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG) {
+    throw Error(ErrorCode::Io, format("Cannot open %s: not a regular file (a %s); pass the path of a model file",
+                                      path.c_str(), (st.st_mode & S_IFMT) == S_IFDIR ? "directory" : "FIFO, socket or device"));
+  }
   f_ = std::fopen(path.c_str(), "rb");
   if (f_ == nullptr) {
     throw Error(ErrorCode::Io, format("Cannot open %s: %s", path.c_str(), std::strerror(errno)));

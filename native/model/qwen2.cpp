@@ -87,6 +87,10 @@ Qwen2Model::Qwen2Model(GgufFile& file, ggml_backend_t backend, ggml_backend_t cp
             hp_.n_heads % hp_.n_kv_heads == 0 && hp_.head_dim() % 2 == 0 && hp_.n_layers > 0 && hp_.n_layers <= 512 &&
             hp_.ffn_dim > 0,
         ErrorCode::InvalidModel, format("%s: inconsistent qwen2 hyper-parameters", file.path().c_str()));
+  check(std::isfinite(hp_.eps) && hp_.eps >= 0.0f && std::isfinite(hp_.rope_theta) && hp_.rope_theta > 0.0f,
+        ErrorCode::InvalidModel,
+        format("%s: %s must be a finite number >= 0 and %s a finite number > 0 (found %g and %g)", file.path().c_str(),
+               key::rmsEps, key::ropeFreqBase, static_cast<double>(hp_.eps), static_cast<double>(hp_.rope_theta)));
 
   // Layer placement: everything on `backend`, or (split) the last gpu_layers layers and the head.
   const bool split = cpu != nullptr && cpu != backend && gpu_layers >= 0 && gpu_layers < hp_.n_layers;

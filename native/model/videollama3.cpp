@@ -1,6 +1,7 @@
 #include "model/videollama3.h"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -66,8 +67,12 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
                  vision_path.c_str(), static_cast<long long>(vision_->projector().output_dim()), llm_path.c_str(),
                  static_cast<long long>(llm_->hparams().dim)));
     auto mean = vision_file.get_floats(key::imageMean), sd = vision_file.get_floats(key::imageStd);
-    check(mean.size() == 3 && sd.size() == 3 && sd[0] > 0 && sd[1] > 0 && sd[2] > 0, ErrorCode::InvalidModel,
-          format("%s: image mean/std must have 3 positive entries", vision_path.c_str()));
+    auto finite3 = [](const std::vector<double>& v) {
+      return v.size() == 3 && std::isfinite(static_cast<float>(v[0])) && std::isfinite(static_cast<float>(v[1])) &&
+             std::isfinite(static_cast<float>(v[2]));
+    };
+    check(finite3(mean) && finite3(sd) && sd[0] > 0 && sd[1] > 0 && sd[2] > 0, ErrorCode::InvalidModel,
+          format("%s: image mean/std must have 3 finite entries, the std's positive", vision_path.c_str()));
     for (int c = 0; c < 3; ++c) {
       pre_.mean[c] = static_cast<float>(mean[static_cast<size_t>(c)]);
       pre_.std[c] = static_cast<float>(sd[static_cast<size_t>(c)]);
@@ -91,6 +96,7 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
       eos_ids_.push_back(static_cast<int32_t>(llm_file.get_uint(key::tokEos)));
     }
     if (llm_file.has(key::chatTemplate)) chat_template_ = llm_file.get_string(key::chatTemplate);
+    validate_metadata(vision_path, llm_path);
   } catch (...) {
     llm_.reset();
     vision_.reset();
@@ -100,6 +106,37 @@ VideoLlama3::VideoLlama3(const std::string& llm_path, const std::string& vision_
     if (threadpool_ != nullptr) ggml_threadpool_free(threadpool_);
     throw;
   }
+}
+
+void VideoLlama3::validate_metadata(const std::string& vision_path, const std::string& llm_path) const {
+  // Every value a request computes with is checked here, so a bad file fails at load time naming
+  // its key, instead of failing later in a way that blames the caller's input.
+  const PreprocessConfig& p = pre_;
+  constexpr int64_t kMaxPixels = int64_t{1} << 31;
+  const bool pixels_ok = p.image_min_pixels >= 1 && p.image_min_pixels <= p.image_max_pixels && p.image_max_pixels <= kMaxPixels &&
+                         p.video_min_pixels >= 1 && p.video_min_pixels <= p.video_max_pixels && p.video_max_pixels <= kMaxPixels;
+  check(pixels_ok, ErrorCode::InvalidModel,
+        format("%s: pixel budgets must satisfy 1 <= min <= max <= 2^31 (%s %lld, %s %lld, %s %lld, %s %lld)",
+               vision_path.c_str(), key::imageMinPixels, static_cast<long long>(p.image_min_pixels), key::imageMaxPixels,
+               static_cast<long long>(p.image_max_pixels), key::videoMinPixels, static_cast<long long>(p.video_min_pixels),
+               key::videoMaxPixels, static_cast<long long>(p.video_max_pixels)));
+  check((p.image_merge == 1 || p.image_merge == 2) && (p.video_merge == 1 || p.video_merge == 2), ErrorCode::InvalidModel,
+        format("%s: %s and %s must be 1 or 2", vision_path.c_str(), key::imageMergeSize, key::videoMergeSize));
+  check(std::isfinite(p.fps) && p.fps > 0 && p.fps <= 1000 && p.min_frames >= 1 && p.min_frames <= p.max_frames &&
+            p.max_frames <= 10000 && std::isfinite(p.prune_threshold) && p.prune_threshold >= 0,
+        ErrorCode::InvalidModel,
+        format("%s: video sampling must have 0 < %s <= 1000, 1 <= %s <= %s <= 10000 and %s >= 0", vision_path.c_str(),
+               key::videoFps, key::videoMinFrames, key::videoMaxFrames, key::videoPruneThreshold));
+  const int64_t vocab = llm_->hparams().n_vocab;
+  auto in_vocab = [vocab](int64_t id) { return id >= 0 && id < vocab; };
+  check(in_vocab(image_token_id_) && in_vocab(video_token_id_), ErrorCode::InvalidModel,
+        format("%s: %s and %s must be token ids below the vocabulary size %lld", vision_path.c_str(), key::imageTokenId,
+               key::videoTokenId, static_cast<long long>(vocab)));
+  check(!eos_ids_.empty() && std::all_of(eos_ids_.begin(), eos_ids_.end(), in_vocab), ErrorCode::InvalidModel,
+        format("%s: end-of-sequence ids must be token ids below the vocabulary size %lld", llm_path.c_str(),
+               static_cast<long long>(vocab)));
+  check(llm_->hparams().n_ctx_train >= 1 && llm_->hparams().n_ctx_train <= (int64_t{1} << 24), ErrorCode::InvalidModel,
+        format("%s: %s must be between 1 and 2^24", llm_path.c_str(), key::contextLength));
 }
 
 VideoLlama3::~VideoLlama3() {

@@ -71,6 +71,9 @@ class VideoLlama3 {
   ggml_gallocr_t compute_alloc() const { return alloc_; }
 
  private:
+  /** Throws INVALID_MODEL, naming the key, for preprocessing constants or token ids no request could use. */
+  void validate_metadata(const std::string& vision_path, const std::string& llm_path) const;
+
   ggml_backend_t backend_ = nullptr;
   ggml_backend_t cpu_ = nullptr;  // the CPU side of a GPU model with some layers on the CPU
   std::string device_name_ = "CPU";

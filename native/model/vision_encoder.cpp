@@ -38,6 +38,11 @@ VisionEncoder::VisionEncoder(GgufFile& file, ggml_backend_t backend) : backend_(
             hp_.n_layers > 0 && hp_.n_layers <= 256 && hp_.patch > 0 && hp_.patch <= 64 && hp_.channels == 3 &&
             hp_.ffn_dim > 0 && llm_dim > 0,
         ErrorCode::InvalidModel, format("%s: inconsistent vision hyper-parameters", file.path().c_str()));
+  check(std::isfinite(hp_.eps) && hp_.eps >= 0.0f && std::isfinite(hp_.rope_theta) && hp_.rope_theta > 0.0f,
+        ErrorCode::InvalidModel,
+        format("%s: %s must be a finite number >= 0 and %s a finite number > 0 (found %g and %g)", file.path().c_str(),
+               key::visionLayerNormEps, key::visionRopeTheta, static_cast<double>(hp_.eps),
+               static_cast<double>(hp_.rope_theta)));
 
   weights_ = std::make_unique<Weights>(file, backend);
   const Weights& w = *weights_;

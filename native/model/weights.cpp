@@ -129,6 +129,14 @@ std::vector<const GgufTensorInfo*> fusible_parts(GgufFile& file, const Weights::
 
 }  // namespace
 
+bool matrix_type_supported(ggml_type type) {
+  if (type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) return true;
+  if (type < 0 || type >= GGML_TYPE_COUNT || !ggml_is_quantized(type)) return false;
+  const ggml_type_traits_cpu* cpu = ggml_get_type_traits_cpu(type);
+  return cpu != nullptr && cpu->vec_dot != nullptr && ggml_get_type_traits(type)->to_float != nullptr &&
+         ggml_get_type_traits_cpu(cpu->vec_dot_type)->from_float != nullptr;
+}
+
 Weights::Weights(GgufFile& file, ggml_backend_t backend, std::initializer_list<const char*> no_repack)
     : Weights(file, [backend](const std::string&) { return backend; }, no_repack) {}
 
@@ -342,6 +350,9 @@ ggml_tensor* Weights::get(const std::string& name, std::initializer_list<int64_t
   }
   check(!f32_only || t->type == GGML_TYPE_F32, ErrorCode::InvalidModel,
         format("%s: tensor %s must be f32, found %s", path_.c_str(), name.c_str(), ggml_type_name(t->type)));
+  check(f32_only || matrix_type_supported(t->type), ErrorCode::InvalidModel,
+        format("%s: tensor %s has type %s, which no matrix kernel takes (expected f32, f16, bf16 or a quantized type)",
+               path_.c_str(), name.c_str(), ggml_type_name(t->type)));
   return t;
 }
 

@@ -17,6 +17,13 @@
 
 namespace vl3 {
 
+/**
+ * Whether ggml's matrix ops (mul_mat, get_rows) take weights of this type: f32, f16, bf16 and the
+ * quantized block types with a CPU dot product. Integer and f64 tensors pass ggml's shape checks
+ * but crash or abort at first use, so loading refuses them.
+ */
+bool matrix_type_supported(ggml_type type);
+
 class Weights {
  public:
   /**
@@ -54,7 +61,8 @@ class Weights {
 
   /**
    * The tensor `name` with ggml shape `ne` (ne[0] fastest). Throws INVALID_MODEL naming the file
-   * and tensor when it is missing or misshaped. `f32_only` also requires type f32 (norms, biases).
+   * and tensor when it is missing or misshaped. `f32_only` also requires type f32 (norms, biases);
+   * otherwise the type must be one that ggml's matrix ops take (matrix_type_supported).
    */
   ggml_tensor* get(const std::string& name, std::initializer_list<int64_t> ne, bool f32_only = false) const;
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
