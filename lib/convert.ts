@@ -3,10 +3,10 @@
  * `llm.gguf` (llama.cpp `qwen2`, loads in llama.cpp / node-llama-cpp too) and `vision.gguf`
  * (vision encoder, projector and preprocessing constants).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { call, native } from './binding';
+import { call, callSync, native, type NativeBinding, type NativeKv } from './binding';
 import { readCheckpoint } from './convert/checkpoint';
 import { llmMetadata, visionMetadata } from './convert/metadata';
 import { planTensors, type ConvertType } from './convert/plan';
@@ -34,6 +34,32 @@ function removeStaleStaging(output: string): void {
       }
     }
     if (!alive) rmSync(join(output, name), { recursive: true, force: true });
+  }
+}
+
+/** Starts a native GGUF write; an argument it refuses at once is a VideoLlama3Error too. */
+function startWrite(
+  binding: NativeBinding,
+  ...args: Parameters<NativeBinding['writeGguf']>
+): ReturnType<NativeBinding['writeGguf']> {
+  return callSync(() => binding.writeGguf(...args));
+}
+
+/**
+ * Loads the tokenizer of the llm.gguf metadata `kvs` with the model loader's own checks (from a
+ * file of metadata alone, in `staging`), so that a tokenizer the loader would refuse fails the
+ * conversion before any weights are written. Errors name `tokFile`, where the tokenizer comes from.
+ */
+async function checkTokenizer(binding: NativeBinding, kvs: NativeKv[], staging: string, tokFile: string): Promise<void> {
+  const file = join(staging, 'tokenizer.gguf');
+  try {
+    await call(() => startWrite(binding, file, kvs, []).promise);
+    await call(() => binding.loadTokenizer(file));
+  } catch (err) {
+    if (!(err instanceof VideoLlama3Error) || err.code !== 'INVALID_MODEL') throw err;
+    throw new VideoLlama3Error('INVALID_MODEL', `${err.message.replaceAll(file, tokFile)}; fix the file or download it again`);
+  } finally {
+    rmSync(file, { force: true });
   }
 }
 
@@ -90,7 +116,9 @@ const KNOWN = ['input', 'output', 'type', 'overwrite', 'threads', 'onProgress', 
  * Streams tensor by tensor, so memory stays small whatever the model size. Both files appear
  * only when both are complete; on failure or abort nothing is left behind.
  *
- * @throws VideoLlama3Error INVALID_MODEL / UNSUPPORTED_MODEL naming the file and tensor at fault.
+ * @throws VideoLlama3Error INVALID_ARGUMENT for bad options (an output path that is a file included),
+ * INVALID_MODEL / UNSUPPORTED_MODEL naming the file, tensor or key at fault (every value the model
+ * loader would refuse among them), IO_ERROR when the operating system refuses a read or write.
  */
 export async function convertModel(options: ConvertOptions): Promise<ConvertResult> {
   if (typeof options !== 'object' || options === null) {
@@ -106,6 +134,12 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
     throw new VideoLlama3Error('INVALID_ARGUMENT', 'Expected function for onProgress');
   }
   signal?.throwIfAborted();
+  if (existsSync(output) && !statSync(output).isDirectory()) {
+    throw new VideoLlama3Error(
+      'INVALID_ARGUMENT',
+      `Output ${output} is a file, not a folder; pass the folder to write ${MODEL_FILES.llm} and ${MODEL_FILES.vision} into`,
+    );
+  }
 
   const llmPath = join(output, MODEL_FILES.llm);
   const visionPath = join(output, MODEL_FILES.vision);
@@ -124,10 +158,17 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
   };
   const total = [...plans.vision, ...plans.llm].reduce((s, t) => s + t.byteLength, 0);
 
-  mkdirSync(output, { recursive: true });
-  removeStaleStaging(output);
-  const staging = mkdtempSync(join(output, `.converting-${process.pid}-`));
+  let staging: string;
   try {
+    mkdirSync(output, { recursive: true });
+    removeStaleStaging(output);
+    staging = mkdtempSync(join(output, `.converting-${process.pid}-`));
+  } catch (err) {
+    throw new VideoLlama3Error('IO_ERROR', `Cannot create the output folder ${output}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    await checkTokenizer(binding, kvs.llm, staging, join(input, 'tokenizer.json'));
+    signal?.throwIfAborted();
     let before = 0;
     for (const file of ['vision', 'llm'] as const) {
       // Progress events come from the writer thread and may reach JavaScript after the file's promise
@@ -140,7 +181,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
         reported = bytesDone;
         options.onProgress?.({ file, tensor, bytesDone: offset + bytesDone, bytesTotal: total });
       };
-      const job = binding.writeGguf(join(staging, MODEL_FILES[file]), kvs[file], plans[file], {
+      const job = startWrite(binding, join(staging, MODEL_FILES[file]), kvs[file], plans[file], {
         threads,
         onProgress: options.onProgress
           ? (p) => {
@@ -151,7 +192,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       const onAbort = (): void => job.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        await call(job.promise);
+        await call(() => job.promise);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         throw err;

@@ -1,9 +1,11 @@
 // Bad checkpoints and bad files give a typed, precise error, leave nothing behind, and never
 // take the process down.
+import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { native } from '../lib/binding';
 import { convertModel, readGgufInfo, readGgufTensor, VideoLlama3Error } from '../lib/index';
 import { makeTinyCheckpoint, writeSafetensors, type TinyCheckpoint } from './helpers/checkpoint';
 
@@ -31,11 +33,49 @@ async function expectFailure(p: Promise<unknown>, code: string, ...fragments: st
   return e;
 }
 
-function rewriteConfig(dir: string, edit: (c: Record<string, any>) => void): void {
-  const file = join(dir, 'config.json');
+function rewriteJson(file: string, edit: (c: Record<string, any>) => void): void {
   const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, any>;
   edit(c);
   writeFileSync(file, JSON.stringify(c));
+}
+
+function rewriteConfig(dir: string, edit: (c: Record<string, any>) => void): void {
+  rewriteJson(join(dir, 'config.json'), edit);
+}
+
+/** Rewrites the header of a .safetensors file with `edit`, keeping its data. */
+function rewriteHeader(file: string, edit: (header: Record<string, any>) => void): void {
+  const buf = readFileSync(file);
+  const len = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + len).toString('utf8')) as Record<string, any>;
+  edit(header);
+  const json = Buffer.from(JSON.stringify(header));
+  const lenBuf = Buffer.alloc(8);
+  lenBuf.writeBigUInt64LE(BigInt(json.length));
+  writeFileSync(file, Buffer.concat([lenBuf, json, buf.subarray(8 + len)]));
+}
+
+/**
+ * Runs `fn` while a child process keeps opening `fifos` for writing and closing them again: a
+ * converter that opened one for reading gets end-of-file within a fraction of a second instead
+ * of blocking the JavaScript thread (and this test) forever.
+ */
+async function withFifoWriter<T>(fifos: string[], fn: () => Promise<T>): Promise<T> {
+  const script = `
+    const fs = require('node:fs');
+    const paths = JSON.parse(process.argv[1]);
+    setInterval(() => {
+      for (const p of paths) {
+        try { fs.closeSync(fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_NONBLOCK)); } catch {}
+      }
+    }, 100);
+    setTimeout(() => process.exit(0), 60000);`;
+  const writer = spawn(process.execPath, ['-e', script, JSON.stringify(fifos)], { stdio: 'ignore' });
+  try {
+    return await fn();
+  } finally {
+    writer.kill();
+  }
 }
 
 /** Rewrites model.safetensors with `edit` applied to the tensor list. */
@@ -151,6 +191,157 @@ describe('converter errors', () => {
     expect(existsSync(out)).toBe(false);
     // An already-aborted signal rejects before any work.
     await expect(convertModel({ input: src, output: out, signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+  });
+});
+
+describe('converter errors on hostile inputs', () => {
+  it('rejects a vocab_size too large to hold, naming the key', async () => {
+    const { src, out } = setup();
+    rewriteConfig(src, (c) => (c.text_config.vocab_size = 1e12));
+    await expectFailure(convertModel({ input: src, output: out }), 'INVALID_MODEL', 'config.json', '"vocab_size"', '1000000000000');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('refuses an output path that is a file, and leaves the file alone', async () => {
+    const { src, out } = setup();
+    writeFileSync(out, 'not a folder');
+    await expectFailure(convertModel({ input: src, output: out }), 'INVALID_ARGUMENT', out, 'not a folder');
+    expect(readFileSync(out, 'utf8')).toBe('not a folder');
+  });
+
+  it('rejects a shard named "." in model.safetensors.index.json', async () => {
+    const { src, out } = setup({ layout: 'video_llama_3', shards: 2 });
+    rewriteJson(join(src, 'model.safetensors.index.json'), (index) => {
+      const first = Object.keys(index.weight_map)[0]!;
+      index.weight_map[first] = '.';
+    });
+    await expectFailure(convertModel({ input: src, output: out }), 'INVALID_MODEL', 'model.safetensors.index.json', 'invalid shard "."');
+  });
+
+  it.skipIf(process.platform === 'win32')('refuses named pipes as checkpoint files without blocking on them', async () => {
+    const cases: [string, Parameters<typeof makeTinyCheckpoint>[1]][] = [
+      ['config.json', { layout: 'video_llama_3' }],
+      ['tokenizer.json', { layout: 'video_llama_3' }],
+      ['tokenizer_config.json', { layout: 'video_llama_3' }],
+      ['generation_config.json', { layout: 'video_llama_3' }],
+      ['preprocessor_config.json', { layout: 'video_llama_3' }],
+      ['chat_template.jinja', { layout: 'video_llama_3' }],
+      ['model.safetensors', { layout: 'video_llama_3' }],
+      ['model.safetensors.index.json', { layout: 'videollama3_qwen2', shards: 2 }],
+      ['model-00002-of-00002.safetensors', { layout: 'videollama3_qwen2', shards: 2 }],
+    ];
+    const runs = cases.map(([name, opts]) => {
+      const { src, out } = setup(opts);
+      const fifo = join(src, name);
+      rmSync(fifo, { force: true });
+      execFileSync('mkfifo', [fifo]);
+      return { fifo, src, out };
+    });
+    await withFifoWriter(
+      runs.map((r) => r.fifo),
+      async () => {
+        for (const { fifo, src, out } of runs) {
+          await expectFailure(convertModel({ input: src, output: out }), 'INVALID_MODEL', fifo, 'named pipe', 'not a regular file');
+          expect(existsSync(out)).toBe(false);
+        }
+      },
+    );
+  });
+});
+
+describe('checkpoints the model loader would refuse', () => {
+  // Each must fail the conversion, naming the file and field, and leave no output behind.
+  const cases: [string, (src: string) => void, string[]][] = [
+    [
+      'an image std of zero',
+      (src) => writeFileSync(join(src, 'preprocessor_config.json'), JSON.stringify({ image_std: [0, 0, 0] })),
+      ['preprocessor_config.json', '"image_std"', 'positive'],
+    ],
+    [
+      'a non-finite image mean',
+      (src) => writeFileSync(join(src, 'preprocessor_config.json'), '{"image_mean": [0.5, 1e999, 0.5]}'),
+      ['preprocessor_config.json', '"image_mean"'],
+    ],
+    [
+      'a malformed merge',
+      (src) => rewriteJson(join(src, 'tokenizer.json'), (t) => (t.model.merges = ['ab'])),
+      ['tokenizer.json', 'merge 0 ("ab") is not two tokens'],
+    ],
+    [
+      'a merge of tokens not in the vocabulary',
+      (src) => rewriteJson(join(src, 'tokenizer.json'), (t) => (t.model.merges = ['a b'])),
+      ['tokenizer.json', 'merge 0 ("a b") names a token that is not in the vocabulary'],
+    ],
+    [
+      'two vocabulary tokens with one id',
+      (src) => rewriteJson(join(src, 'tokenizer.json'), (t) => (t.model.vocab.a = t.model.vocab.b)),
+      ['tokenizer.json', 'tokens "a" and "b" both have id 98'],
+    ],
+    [
+      'an added token with the id of another token',
+      (src) => rewriteJson(join(src, 'tokenizer.json'), (t) => (t.added_tokens[0].id = 65)),
+      ['tokenizer.json', 'both have id 65'],
+    ],
+    [
+      'a token listed with two ids',
+      (src) => rewriteJson(join(src, 'tokenizer.json'), (t) => (t.added_tokens[0].content = 'a')),
+      ['tokenizer.json', 'token "a" has two ids, 97 and 256'],
+    ],
+    [
+      'a max_position_embeddings of 1e20',
+      (src) => rewriteConfig(src, (c) => (c.text_config.max_position_embeddings = 1e20)),
+      ['config.json', '"max_position_embeddings"', 'between 1 and 16777216', '100000000000000000000'],
+    ],
+    [
+      'an image_token_id outside the vocabulary',
+      (src) => rewriteConfig(src, (c) => (c.image_token_id = 1e9)),
+      ['config.json', '"image_token_id"', '1000000000', 'vocab_size 264'],
+    ],
+    [
+      'an end-of-sequence id of -1 in config.json',
+      (src) => rewriteConfig(src, (c) => (c.text_config.eos_token_id = -1)),
+      ['config.json', '"eos_token_id"', 'found -1'],
+    ],
+    [
+      'an end-of-sequence id of -1 in generation_config.json',
+      (src) => writeFileSync(join(src, 'generation_config.json'), JSON.stringify({ eos_token_id: [258, -1] })),
+      ['generation_config.json', '"eos_token_id"', 'found -1'],
+    ],
+    [
+      'overlapping tensor data in a safetensors header',
+      (src) =>
+        rewriteHeader(join(src, 'model.safetensors'), (h) => {
+          const p = 'model.vision_model.encoder.layers.0.self_attn.';
+          h[`${p}k_proj.weight`].data_offsets = h[`${p}q_proj.weight`].data_offsets;
+        }),
+      ['model.safetensors', 'self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'overlap'],
+    ],
+  ];
+  for (const [what, edit, fragments] of cases) {
+    it(`rejects ${what}`, async () => {
+      const { src, out } = setup();
+      edit(src);
+      const err = await expectFailure(convertModel({ input: src, output: out }), 'INVALID_MODEL', ...fragments);
+      expect(err.message).not.toContain('.converting-');
+      expect(existsSync(out)).toBe(false);
+    });
+  }
+});
+
+describe('GGUF writer metadata', () => {
+  it('refuses values that do not fit their GGUF type instead of wrapping them', () => {
+    const file = join(work, 'range.gguf');
+    const bad: [string, unknown][] = [
+      ['u32', 1e20], ['u32', -1], ['u32', 1.5], ['i32', 2 ** 31], ['i32[]', [1, -(2 ** 31) - 1]], ['u32[]', [-1]],
+      ['f32', 1e39], ['f32[]', [0.5, Number.NaN]],
+    ];
+    for (const [type, value] of bad) {
+      const write = (): unknown => native().writeGguf(file, [{ key: 'test.value', type, value } as never], []);
+      expect(write, `${type} ${String(value)}`).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('test.value') }),
+      );
+    }
+    expect(existsSync(file)).toBe(false);
   });
 });
 

@@ -1,8 +1,9 @@
 // Reads a Hugging Face VideoLLaMA 3 checkpoint folder (either layout) into one normalized
 // description: hyper-parameters, preprocessing constants, tokenizer and tensor locations.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { VideoLlama3Error } from '../errors';
+import { readTextFile } from './files';
 import { readCheckpointTensors, type SafetensorsEntry } from './safetensors';
 
 /** `video_llama_3`: transformers-native; `videollama3_qwen2`: DAMO-NLP-SG remote code. */
@@ -78,6 +79,13 @@ export interface Checkpoint {
 
 type Json = Record<string, unknown>;
 
+/** Largest integer a config key may hold: every count and size is stored as a 32-bit GGUF integer. */
+const MAX_INT = 2 ** 31 - 1;
+/** Context lengths the model loader accepts (its KV cache holds at most 2^24 positions). */
+const MAX_POSITIONS = 2 ** 24;
+/** Vocabulary sizes accepted (the largest released vocabularies have about 256k tokens). */
+const MAX_VOCAB = 2 ** 24;
+
 function readJson(file: string, required: true): Json;
 function readJson(file: string, required: false): Json | undefined;
 function readJson(file: string, required: boolean): Json | undefined {
@@ -85,8 +93,9 @@ function readJson(file: string, required: boolean): Json | undefined {
     if (required) throw new VideoLlama3Error('INVALID_MODEL', `${file} is missing`);
     return undefined;
   }
+  const content = readTextFile(file);
   try {
-    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    const v = JSON.parse(content) as unknown;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Json;
   } catch (err) {
@@ -94,18 +103,22 @@ function readJson(file: string, required: boolean): Json | undefined {
   }
 }
 
-/** Reads `key` of `obj` as a positive integer (or a number when `float`), naming file and key on failure. */
-function num(obj: Json, key: string, where: string, opts: { float?: boolean; fallback?: number } = {}): number {
+/**
+ * Reads `key` of `obj` as an integer from 1 to `max` (default 2^31 - 1), or a positive number when
+ * `float`, naming file and key on failure.
+ */
+function num(obj: Json, key: string, where: string, opts: { float?: boolean; fallback?: number; max?: number } = {}): number {
   const v = obj[key];
   if (v === undefined || v === null) {
     if (opts.fallback !== undefined) return opts.fallback;
     throw new VideoLlama3Error('INVALID_MODEL', `${where} is missing the key "${key}"`);
   }
-  const ok = typeof v === 'number' && Number.isFinite(v) && (opts.float ? v > 0 : Number.isInteger(v) && v > 0);
+  const max = opts.max ?? MAX_INT;
+  const ok = typeof v === 'number' && Number.isFinite(v) && (opts.float ? v > 0 : Number.isInteger(v) && v > 0 && v <= max);
   if (!ok) {
     throw new VideoLlama3Error(
       'INVALID_MODEL',
-      `${where}: "${key}" must be a ${opts.float ? 'positive number' : 'positive integer'}, found ${JSON.stringify(v)}`,
+      `${where}: "${key}" must be ${opts.float ? 'a positive number' : `an integer between 1 and ${max}`}, found ${JSON.stringify(v)}`,
     );
   }
   return v as number;
@@ -131,13 +144,13 @@ function readText(cfg: Json, where: string, tie: unknown): TextConfig {
   const text: TextConfig = {
     hiddenSize: num(cfg, 'hidden_size', where),
     intermediateSize: num(cfg, 'intermediate_size', where),
-    numLayers: num(cfg, 'num_hidden_layers', where),
+    numLayers: num(cfg, 'num_hidden_layers', where, { max: 512 }), // the loader's limit
     numHeads: num(cfg, 'num_attention_heads', where),
     numKvHeads: num(cfg, 'num_key_value_heads', where, { fallback: cfg.num_attention_heads as number }),
-    vocabSize: num(cfg, 'vocab_size', where),
+    vocabSize: num(cfg, 'vocab_size', where, { max: MAX_VOCAB }),
     ropeTheta: ropeTheta(cfg, where, 1e6),
     rmsNormEps: num(cfg, 'rms_norm_eps', where, { float: true, fallback: 1e-6 }),
-    maxPositions: num(cfg, 'max_position_embeddings', where, { fallback: 32768 }),
+    maxPositions: num(cfg, 'max_position_embeddings', where, { fallback: 32768, max: MAX_POSITIONS }),
     tieWordEmbeddings: tie === undefined ? false : tie === true,
   };
   if (text.hiddenSize % text.numHeads !== 0 || text.numHeads % text.numKvHeads !== 0) {
@@ -153,7 +166,7 @@ function readVision(cfg: Json, where: string): VisionConfig {
   const vision: VisionConfig = {
     hiddenSize: num(cfg, 'hidden_size', where),
     intermediateSize: num(cfg, 'intermediate_size', where),
-    numLayers: num(cfg, 'num_hidden_layers', where),
+    numLayers: num(cfg, 'num_hidden_layers', where, { max: 256 }), // the loader's limit
     numHeads: num(cfg, 'num_attention_heads', where),
     patchSize: num(cfg, 'patch_size', where, { fallback: 14 }),
     numChannels: num(cfg, 'num_channels', where, { fallback: 3 }),
@@ -180,18 +193,23 @@ function readPreprocess(dir: string, layout: CheckpointLayout, patchSize: number
   const size = (image.size ?? {}) as Json;
   const vsize = (video.size ?? {}) as Json;
   const tokenBudget = layout === 'videollama3_qwen2';
-  const meanStd = (v: unknown, key: string): number[] => {
+  // Pixels are divided by the std: it must be positive.
+  const meanStd = (v: unknown, key: string, positive: boolean): number[] => {
     if (v === undefined) return [0.5, 0.5, 0.5];
-    if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number')) {
-      throw new VideoLlama3Error('INVALID_MODEL', `${where}: "${key}" must be an array of 3 numbers`);
+    const ok = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0);
+    if (!Array.isArray(v) || v.length !== 3 || !v.every(ok)) {
+      throw new VideoLlama3Error(
+        'INVALID_MODEL',
+        `${where}: "${key}" must be an array of 3 ${positive ? 'positive' : 'finite'} numbers, found ${JSON.stringify(v)}`,
+      );
     }
     return v as number[];
   };
   const minTokens = num(image, 'min_tokens', where, { fallback: 16 });
   const maxTokens = num(image, 'max_tokens', where, { fallback: 16384 });
   return {
-    imageMean: meanStd(image.image_mean, 'image_mean'),
-    imageStd: meanStd(image.image_std, 'image_std'),
+    imageMean: meanStd(image.image_mean, 'image_mean', false),
+    imageStd: meanStd(image.image_std, 'image_std', true),
     imageMinPixels: tokenBudget
       ? minTokens * f1 * f1
       : num(image, 'min_pixels', where, { fallback: num(size, 'shortest_edge', where, { fallback: 16 * f1 * f1 }) }),
@@ -210,6 +228,17 @@ function readPreprocess(dir: string, layout: CheckpointLayout, patchSize: number
   };
 }
 
+/** `id` if it is a token id of a `vocabSize` vocabulary; otherwise INVALID_MODEL naming file and key. */
+function tokenIdOf(id: unknown, key: string, where: string, vocabSize: number): number {
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
+    throw new VideoLlama3Error(
+      'INVALID_MODEL',
+      `${where}: "${key}" must be a token id between 0 and ${vocabSize - 1} (vocab_size ${vocabSize}), found ${JSON.stringify(id)}`,
+    );
+  }
+  return id;
+}
+
 function readTokenizer(dir: string, text: TextConfig, config: Json): TokenizerData {
   const tokFile = join(dir, 'tokenizer.json');
   const tok = readJson(tokFile, true);
@@ -220,7 +249,8 @@ function readTokenizer(dir: string, text: TextConfig, config: Json): TokenizerDa
   }
   const tokens: (string | undefined)[] = new Array(text.vocabSize);
   const types = new Array<number>(text.vocabSize).fill(1);
-  const place = (id: unknown, content: string): void => {
+  const byContent = new Map<string, number>();
+  const place = (id: unknown, content: string): number => {
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
       throw new VideoLlama3Error('INVALID_MODEL', `${tokFile}: token ${JSON.stringify(content)} has an invalid id`);
     }
@@ -230,18 +260,32 @@ function readTokenizer(dir: string, text: TextConfig, config: Json): TokenizerDa
         `${tokFile}: token ${JSON.stringify(content)} has id ${id}, beyond the model's vocab_size ${text.vocabSize}`,
       );
     }
+    // An added token may repeat a vocabulary entry, but one id is one token and one token one id.
+    const other = tokens[id];
+    if (other !== undefined && other !== content) {
+      throw new VideoLlama3Error(
+        'INVALID_MODEL',
+        `${tokFile}: tokens ${JSON.stringify(other)} and ${JSON.stringify(content)} both have id ${id}; fix the file or download it again`,
+      );
+    }
+    const otherId = byContent.get(content);
+    if (otherId !== undefined && otherId !== id) {
+      throw new VideoLlama3Error(
+        'INVALID_MODEL',
+        `${tokFile}: token ${JSON.stringify(content)} has two ids, ${otherId} and ${id}; fix the file or download it again`,
+      );
+    }
     tokens[id] = content;
+    byContent.set(content, id);
+    return id;
   };
   for (const [content, id] of Object.entries(model.vocab as Record<string, unknown>)) place(id, content);
   const added = Array.isArray(tok.added_tokens) ? (tok.added_tokens as Json[]) : [];
-  const byContent = new Map<string, number>();
-  for (const [content, id] of Object.entries(model.vocab as Record<string, number>)) byContent.set(content, id);
   for (const t of added) {
     const content = String(t.content);
-    place(t.id, content);
-    byContent.set(content, t.id as number);
+    const id = place(t.id, content);
     const looksSpecial = content.startsWith('<|') && content.endsWith('|>');
-    types[t.id as number] = t.special === true || looksSpecial ? 3 : 4;
+    types[id] = t.special === true || looksSpecial ? 3 : 4;
   }
   for (let id = 0; id < tokens.length; id++) {
     if (tokens[id] === undefined) {
@@ -256,21 +300,26 @@ function readTokenizer(dir: string, text: TextConfig, config: Json): TokenizerDa
     const content = typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as Json).content : undefined;
     return typeof content === 'string' ? byContent.get(content) : undefined;
   };
+  const configFile = join(dir, 'config.json');
+  const genFile = join(dir, 'generation_config.json');
+  /** The numbers of `v` (one or a list), each checked to be a token id. */
+  const idsOf = (v: unknown, key: string, where: string): number[] =>
+    [v].flat().filter((x) => typeof x === 'number').map((x) => tokenIdOf(x, key, where, text.vocabSize));
   const textCfg = (config.text_config as Json | undefined) ?? config;
   const cfgEos = textCfg.eos_token_id ?? config.eos_token_id;
+  const cfgEosIds = idsOf(cfgEos, 'eos_token_id', configFile);
   const eosId = tokenId(tokConfig.eos_token) ?? (typeof cfgEos === 'number' ? cfgEos : byContent.get('<|im_end|>'));
   if (eosId === undefined) {
     throw new VideoLlama3Error('INVALID_MODEL', `${dir}: cannot tell the end-of-sequence token (no eos_token in tokenizer_config.json)`);
   }
-  const gen = readJson(join(dir, 'generation_config.json'), false) ?? {};
-  const eosIds = new Set<number>([eosId]);
-  for (const v of [gen.eos_token_id, cfgEos].flat()) if (typeof v === 'number') eosIds.add(v);
+  const gen = readJson(genFile, false) ?? {};
+  const eosIds = new Set<number>([eosId, ...idsOf(gen.eos_token_id, 'eos_token_id', genFile), ...cfgEosIds]);
   const endOfText = byContent.get('<|endoftext|>');
   if (endOfText !== undefined) eosIds.add(endOfText);
 
   let chatTemplate: string | undefined;
   if (typeof tokConfig.chat_template === 'string') chatTemplate = tokConfig.chat_template;
-  else if (existsSync(join(dir, 'chat_template.jinja'))) chatTemplate = readFileSync(join(dir, 'chat_template.jinja'), 'utf8');
+  else if (existsSync(join(dir, 'chat_template.jinja'))) chatTemplate = readTextFile(join(dir, 'chat_template.jinja'));
   else {
     const ct = readJson(join(dir, 'chat_template.json'), false);
     if (typeof ct?.chat_template === 'string') chatTemplate = ct.chat_template;
@@ -280,7 +329,7 @@ function readTokenizer(dir: string, text: TextConfig, config: Json): TokenizerDa
     tokens: tokens as string[],
     types,
     merges,
-    bosId: typeof bos === 'number' ? bos : undefined,
+    bosId: typeof bos === 'number' ? tokenIdOf(bos, 'bos_token_id', configFile, text.vocabSize) : undefined,
     eosId,
     padId: tokenId(tokConfig.pad_token) ?? endOfText,
     eosIds: [...eosIds],
@@ -300,20 +349,22 @@ export function readCheckpoint(dir: string): Checkpoint {
   let projectorType: string;
   let imageTokenId: number;
   let videoTokenId: number;
+  const tokenKey = (key: string, fallback: number): number =>
+    tokenIdOf(config[key] ?? fallback, key, configFile, text.vocabSize);
   if (modelType === 'video_llama_3') {
     layout = 'video_llama_3';
     const tc = obj(config, 'text_config', configFile);
     text = readText(tc, `${configFile} text_config`, config.tie_word_embeddings ?? tc.tie_word_embeddings);
     vision = readVision(obj(config, 'vision_config', configFile), `${configFile} vision_config`);
     projectorType = 'mlp2x_gelu';
-    imageTokenId = num(config, 'image_token_id', configFile, { fallback: 151655 });
-    videoTokenId = num(config, 'video_token_id', configFile, { fallback: 151656 });
+    imageTokenId = tokenKey('image_token_id', 151655);
+    videoTokenId = tokenKey('video_token_id', 151656);
   } else if (modelType === 'videollama3_qwen2') {
     layout = 'videollama3_qwen2';
     text = readText(config, configFile, config.tie_word_embeddings);
     vision = readVision(obj(config, 'vision_encoder_config', configFile), `${configFile} vision_encoder_config`);
     projectorType = typeof config.mm_projector_type === 'string' ? config.mm_projector_type : 'mlp2x_gelu';
-    imageTokenId = num(config, 'image_token_index', configFile, { fallback: 151665 });
+    imageTokenId = tokenKey('image_token_index', 151665);
     videoTokenId = imageTokenId; // the original code uses <image> for frames too
   } else {
     throw new VideoLlama3Error(

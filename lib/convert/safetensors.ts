@@ -1,8 +1,9 @@
 // Reads safetensors headers (single file or sharded with model.safetensors.index.json) and
 // checks every range against the file size. Tensor bytes are read later, natively, in chunks.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { VideoLlama3Error } from '../errors';
+import { checkRegularFile, readTextFile } from './files';
 
 /** Element types the converter reads. Others are reported when a needed tensor uses them. */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
@@ -30,6 +31,7 @@ function bad(file: string, detail: string): never {
 
 /** Parses one .safetensors header; throws INVALID_MODEL naming the file (and tensor). */
 export function readSafetensorsHeader(file: string): SafetensorsEntry[] {
+  checkRegularFile(file);
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -86,6 +88,15 @@ export function readSafetensorsHeader(file: string): SafetensorsEntry[] {
       }
       entries.push({ name, file, dtype: info.dtype, shape, offset: dataStart + begin, byteLength: end - begin });
     }
+    // Each byte belongs to one tensor at most (empty tensors hold none).
+    const stored = entries.filter((e) => e.byteLength > 0).sort((a, b) => a.offset - b.offset);
+    for (let i = 1; i < stored.length; i++) {
+      const prev = stored[i - 1]!;
+      const cur = stored[i]!;
+      if (cur.offset < prev.offset + prev.byteLength) {
+        bad(file, `corrupt safetensors header: the data of tensors ${prev.name} and ${cur.name} overlap; download the file again`);
+      }
+    }
     return entries;
   } finally {
     closeSync(fd);
@@ -97,15 +108,18 @@ export function readCheckpointTensors(dir: string): Map<string, SafetensorsEntry
   const index = join(dir, 'model.safetensors.index.json');
   let files: string[];
   if (existsSync(index)) {
+    const content = readTextFile(index);
     let parsed: { weight_map?: Record<string, string> };
     try {
-      parsed = JSON.parse(readFileSync(index, 'utf8')) as typeof parsed;
+      parsed = JSON.parse(content) as typeof parsed;
     } catch (err) {
       throw new VideoLlama3Error('INVALID_MODEL', `${index}: not valid JSON (${(err as Error).message})`);
     }
-    if (!parsed.weight_map || typeof parsed.weight_map !== 'object') bad(index, 'has no weight_map');
+    if (!parsed?.weight_map || typeof parsed.weight_map !== 'object') bad(index, 'has no weight_map');
     files = [...new Set(Object.values(parsed.weight_map))].map((f) => {
-      if (typeof f !== 'string' || basename(f) !== f) bad(index, `weight_map names an invalid shard ${JSON.stringify(f)}`);
+      if (typeof f !== 'string' || basename(f) !== f || ['', '.', '..'].includes(f)) {
+        bad(index, `weight_map names an invalid shard ${JSON.stringify(f)}; shards are file names in ${dir}`);
+      }
       const p = join(dir, f);
       if (!existsSync(p)) bad(index, `weight_map names ${f}, which is missing from ${dir}`);
       return p;

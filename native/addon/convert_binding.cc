@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 #include "addon/async.h"
@@ -52,15 +53,33 @@ KvEntry parse_kv(Napi::Env env, Napi::Value item, size_t index) {
     if (!x.IsNumber()) throw_invalid(env, "Expected numbers in value of " + kv.key);
     return x.As<Napi::Number>().DoubleValue();
   };
+  // Values must fit their GGUF type: a cast would wrap them silently (or be undefined).
+  auto integer = [&](Napi::Value x, double lo, double hi) -> double {
+    const double d = number(x);
+    if (!(d >= lo && d <= hi) || d != std::floor(d)) {
+      throw_invalid(env, format("Expected integer between %.0f and %.0f in value of %s but received %g", lo, hi,
+                                kv.key.c_str(), d));
+    }
+    return d;
+  };
+  auto f32 = [&](Napi::Value x) -> double {
+    const double d = number(x);
+    if (!std::isfinite(static_cast<float>(d))) {
+      throw_invalid(env, format("Expected finite 32-bit float in value of %s but received %g", kv.key.c_str(), d));
+    }
+    return d;
+  };
+  constexpr double kI32Min = -2147483648.0, kI32Max = 2147483647.0, kU32Max = 4294967295.0;
+  constexpr double kJsIntMax = 9007199254740991.0;  // 2^53 - 1, the largest integer a JS number holds exactly
   if (type == "u32" || type == "u64") {
     kv.kind = type == "u32" ? KvEntry::Kind::U32 : KvEntry::Kind::U64;
-    kv.u = static_cast<uint64_t>(number(v));
+    kv.u = static_cast<uint64_t>(integer(v, 0, type == "u32" ? kU32Max : kJsIntMax));
   } else if (type == "i32") {
     kv.kind = KvEntry::Kind::I32;
-    kv.i = static_cast<int64_t>(number(v));
+    kv.i = static_cast<int64_t>(integer(v, kI32Min, kI32Max));
   } else if (type == "f32") {
     kv.kind = KvEntry::Kind::F32;
-    kv.f = number(v);
+    kv.f = f32(v);
   } else if (type == "bool") {
     kv.kind = KvEntry::Kind::Bool;
     kv.b = v.ToBoolean().Value();
@@ -81,10 +100,10 @@ KvEntry parse_kv(Napi::Env env, Napi::Value item, size_t index) {
     Napi::Array a = array();
     kv.kind = type == "i32[]" ? KvEntry::Kind::ArrI32 : type == "u32[]" ? KvEntry::Kind::ArrU32 : KvEntry::Kind::ArrF32;
     for (uint32_t i = 0; i < a.Length(); ++i) {
-      const double d = number(a.Get(i));
-      if (kv.kind == KvEntry::Kind::ArrI32) kv.i32s.push_back(static_cast<int32_t>(d));
-      else if (kv.kind == KvEntry::Kind::ArrU32) kv.u32s.push_back(static_cast<uint32_t>(d));
-      else kv.f32s.push_back(static_cast<float>(d));
+      const Napi::Value x = a.Get(i);
+      if (kv.kind == KvEntry::Kind::ArrI32) kv.i32s.push_back(static_cast<int32_t>(integer(x, kI32Min, kI32Max)));
+      else if (kv.kind == KvEntry::Kind::ArrU32) kv.u32s.push_back(static_cast<uint32_t>(integer(x, 0, kU32Max)));
+      else kv.f32s.push_back(static_cast<float>(f32(x)));
     }
   } else {
     throw_invalid(env, "Unknown metadata type '" + type + "' for " + kv.key);
