@@ -45,7 +45,9 @@
 //   but whose decoding was not verified against it.
 // - Pillow's own decompression-bomb limit is not copied; `maxPixels` (default 100 megapixels) is
 //   checked from the header before any pixel is decoded.
-import { readFile } from 'node:fs/promises';
+import { constants as bufferConstants } from 'node:buffer';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { VideoLlama3Error } from '../errors';
 import { invalid } from '../validate';
@@ -81,6 +83,17 @@ export interface DecodeImageOptions {
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 
 /**
+ * Largest image file read for a given `maxPixels`: 8 bytes a pixel (16-bit RGBA PNG stored without
+ * compression, the widest layout decoded here) plus 64 MiB for metadata (EXIF, ICC, XMP) and
+ * container overhead. A larger file cannot be a real image within the pixel budget; the bound stops
+ * a wrong path (a disk image, a file still being written) from being read into memory whole. Never
+ * more than a Buffer can hold.
+ */
+function maxFileBytes(maxPixels: number): number {
+  return Math.min(maxPixels * 8 + 64 * 1024 * 1024, bufferConstants.MAX_LENGTH);
+}
+
+/**
  * Decodes an image to 8-bit RGB exactly as transformers' `load_image` + Pillow 12.3 do
  * (`ImageOps.exif_transpose(img).convert("RGB")`): EXIF orientation applied, alpha dropped without
  * compositing, palettes expanded, grey replicated, ICC profiles ignored, CMYK by Pillow's naive
@@ -90,8 +103,9 @@ export const DEFAULT_MAX_PIXELS = 100_000_000;
  * @param input A file path; encoded JPEG, PNG, WebP or GIF bytes (first frame of animations); or raw
  *   pixels ({@link RawImage}, used as is: no orientation).
  * @throws VideoLlama3Error `INVALID_ARGUMENT` for unreadable, corrupt, truncated or unsupported data,
- *   an empty image, an image over `maxPixels`, or malformed raw input; `IO_ERROR` when the file cannot
- *   be read (missing, a directory, no permission).
+ *   an empty image, an image over `maxPixels`, a file over 8 bytes a pixel of `maxPixels` plus 64 MiB,
+ *   or malformed raw input; `IO_ERROR` when the file cannot be read (missing, no permission, or not a
+ *   regular file: a directory, device, FIFO or socket, refused before it is opened).
  * @example
  * const { data, width, height } = await decodeImage('cat.jpg');
  */
@@ -106,7 +120,7 @@ export async function decodeImage(
   }
   if (typeof input === 'string') {
     const label = `file ${JSON.stringify(input)}`;
-    return decodeEncoded(await readImageFile(input, label), label, maxPixels);
+    return decodeEncoded(await readImageFile(input, label, maxFileBytes(maxPixels)), label, maxPixels);
   }
   if (input instanceof Uint8Array) {
     const bytes = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
@@ -115,6 +129,39 @@ export async function decodeImage(
   if (input !== null && typeof input === 'object' && 'data' in input) return fromRaw(input, maxPixels);
   const expected = 'a file path, a Buffer of encoded image bytes or a raw image { data, width, height, channels }';
   return invalid('input', expected, input);
+}
+
+/**
+ * The size {@link decodeImage} would return, from the image's header alone (no pixels decoded), or
+ * `undefined` where that is not cheap to know (GIF, whose first frame's size needs its frame
+ * headers). EXIF orientation is applied. Lets a prompt that cannot fit be refused before any
+ * image is decoded or encoded.
+ */
+export async function imageSize(
+  input: string | Buffer | Uint8Array | RawImage,
+  opts: DecodeImageOptions = {},
+): Promise<{ width: number; height: number } | undefined> {
+  if (input !== null && typeof input === 'object' && !(input instanceof Uint8Array) && 'data' in input) {
+    const { width, height } = input;
+    return Number.isSafeInteger(width) && Number.isSafeInteger(height) ? { width, height } : undefined;
+  }
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  let bytes: Buffer;
+  if (typeof input === 'string') bytes = await readImageFile(input, `file ${JSON.stringify(input)}`, maxFileBytes(maxPixels));
+  else if (input instanceof Uint8Array) bytes = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  else return undefined;
+  const format = bytes.length > 0 ? sniff(bytes) : undefined;
+  if (typeof format !== 'string' || format === 'gif') return undefined;
+  try {
+    const meta = await sharp(bytes, { limitInputPixels: false, failOn: 'truncated', page: 0, pages: 1 }).metadata();
+    const width = meta.width ?? 0;
+    const height = meta.pageHeight ?? meta.height ?? 0;
+    if (width < 1 || height < 1) return undefined;
+    const orientation = meta.orientation ?? xmpOrientation(meta.xmp) ?? 1;
+    return orientation >= 5 && orientation <= 8 ? { width: height, height: width } : { width, height };
+  } catch {
+    return undefined; // decodeImage reports what is wrong with the data
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,18 +194,55 @@ function fromRaw(raw: RawImage, maxPixels: number): DecodedImage {
 
 type Format = 'jpeg' | 'png' | 'webp' | 'gif';
 
-async function readImageFile(path: string, label: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
+/**
+ * Reads an image file of at most `cap` bytes. Only regular files are read, checked with stat()
+ * before any open: opening a FIFO blocks until a writer appears, and a device such as /dev/zero
+ * never ends.
+ */
+async function readImageFile(path: string, label: string, cap: number): Promise<Buffer> {
+  const ioError = (err: unknown): VideoLlama3Error => {
     const e = err as NodeJS.ErrnoException;
     const why =
       e.code === 'ENOENT' ? 'no such file'
-      : e.code === 'EISDIR' ? 'it is a directory'
       : e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied'
       : e.message;
-    throw new VideoLlama3Error('IO_ERROR', `Cannot read image ${label}: ${why}`, { cause: err });
+    return new VideoLlama3Error('IO_ERROR', `Cannot read image ${label}: ${why}`, { cause: err });
+  };
+  const tooLarge = (size?: number): VideoLlama3Error =>
+    new VideoLlama3Error(
+      'INVALID_ARGUMENT',
+      `Image ${label} is ${size === undefined ? 'larger than' : `${size} bytes, over`} the limit of ${cap} bytes ` +
+        '(8 bytes a pixel of maxPixels + 64 MiB); pass a smaller image or raise maxPixels',
+    );
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw ioError(err);
   }
+  if (!st.isFile()) {
+    const what =
+      st.isDirectory() ? 'it is a directory'
+      : st.isFIFO() ? 'it is a FIFO (named pipe)'
+      : st.isSocket() ? 'it is a socket'
+      : st.isCharacterDevice() || st.isBlockDevice() ? 'it is a device'
+      : 'not a regular file';
+    throw new VideoLlama3Error('IO_ERROR', `Cannot read image ${label}: ${what}; pass the path of an image file or its bytes`);
+  }
+  if (st.size > cap) throw tooLarge(st.size);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    // `end` is inclusive: one byte past the cap is read to tell a file that grew past it.
+    for await (const chunk of createReadStream(path, { end: cap, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      total += chunk.length;
+    }
+  } catch (err) {
+    throw ioError(err);
+  }
+  if (total > cap) throw tooLarge();
+  return Buffer.concat(chunks, total);
 }
 
 function cannotDecode(label: string, why: string, cause?: unknown): VideoLlama3Error {

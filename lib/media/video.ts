@@ -677,11 +677,18 @@ function planFrames(frames: readonly DecodedFrame[], r: Resolved): VideoPlan {
   if (frames.length === 0) throw new VideoLlama3Error('INVALID_ARGUMENT', 'The video has no frames (empty frame list)');
   let first: DecodedFrame | undefined;
   let prevT = -Infinity;
-  frames.forEach((f, i) => {
-    const fr = checkFrame(f, i, first, prevT);
+  // A plain loop, not forEach: forEach skips the holes of a sparse array, which must be errors.
+  for (let i = 0; i < frames.length; i++) {
+    if (!(i in frames)) {
+      throw new VideoLlama3Error(
+        'INVALID_ARGUMENT',
+        `frames[${i}] is missing (a hole in a sparse array of ${frames.length}); pass a frame at every index`,
+      );
+    }
+    const fr = checkFrame(frames[i], i, first, prevT);
     first ??= fr;
     prevT = fr.timestamp;
-  });
+  }
   const N = frames.length;
   const f0 = frames[0]!;
   const span = frames[N - 1]!.timestamp - f0.timestamp;
@@ -722,6 +729,53 @@ function isAsyncIterable(v: unknown): v is AsyncIterable<DecodedFrame> {
   return v !== null && typeof v === 'object' && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 }
 
+/** `value` awaited, or `signal.reason` as soon as `signal` aborts; the abort listener never outlives the race. */
+function raceAbort<T>(value: PromiseLike<T> | T, signal: AbortSignal | undefined): Promise<T> {
+  const settled = Promise.resolve(value);
+  if (!signal) return settled;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    settled.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * Reads an async iterable of frames to its end. Each `next()` races `signal`, so a source that
+ * stalls cannot hold an aborted call: it rejects with `signal.reason` at once, and the iterator's
+ * `return()` is called without being awaited (a stalled source may never answer it either).
+ */
+async function readFrames(input: AsyncIterable<DecodedFrame>, signal: AbortSignal | undefined): Promise<DecodedFrame[]> {
+  if (signal?.aborted) throw signal.reason;
+  const it = input[Symbol.asyncIterator]();
+  if (it === null || typeof it !== 'object' || typeof it.next !== 'function') {
+    invalid('frames[Symbol.asyncIterator]()', 'an async iterator { next() }', it);
+  }
+  const all: DecodedFrame[] = [];
+  try {
+    for (;;) {
+      if (signal?.aborted) throw signal.reason;
+      const res: unknown = await raceAbort(it.next(), signal);
+      if (res === null || typeof res !== 'object') {
+        invalid(`the iterator result of frames[${all.length}]`, 'an object { done, value }', res);
+      }
+      const { done, value } = res as IteratorResult<DecodedFrame>;
+      if (done) return all;
+      all.push(value);
+    }
+  } catch (err) {
+    if (!signal?.aborted) throw err;
+    try {
+      // Settles whenever the source gets to it; its outcome no longer matters.
+      Promise.resolve(it.return?.()).catch(() => undefined);
+    } catch {
+      // A return() that throws is ignored the same way.
+    }
+    throw signal.reason;
+  }
+}
+
 /**
  * Probes a video and decides which frames the reference would sample, before decoding any pixel
  * (the per-frame pixel budget depends on the number of frames). Call `plan.frames()` to decode them.
@@ -730,9 +784,11 @@ function isAsyncIterable(v: unknown): v is AsyncIterable<DecodedFrame> {
  * (1 when there is a single frame or no time span), the same sampling is applied, and timestamps are
  * `index / fps` (relative to the first frame). Fewer frames than `minFrames` are all used. An async
  * iterable is read to its end here (its length decides the sampling); unselected frames are released.
+ * Aborting `signal` rejects with `signal.reason` even while the iterable is stalled in `next()`.
  *
  * @throws VideoLlama3Error as {@link probeVideo}, and `INVALID_ARGUMENT` for malformed frames
- *   (wrong data length, mixed sizes, timestamps out of order) or options.
+ *   (holes in a sparse array, wrong data length, mixed sizes, timestamps out of order), an iterable
+ *   that breaks the iterator protocol, or options.
  */
 export async function planVideo(input: VideoInput, opts?: VideoSamplingOptions): Promise<VideoPlan> {
   const r = resolveOptions(opts, 'planVideo()');
@@ -748,15 +804,7 @@ export async function planVideo(input: VideoInput, opts?: VideoSamplingOptions):
     };
   }
   if (Array.isArray(input)) return planFrames(input as readonly DecodedFrame[], r);
-  if (isAsyncIterable(input)) {
-    const all: DecodedFrame[] = [];
-    for await (const f of input) {
-      if (r.signal?.aborted) throw r.signal.reason;
-      all.push(f);
-    }
-    if (r.signal?.aborted) throw r.signal.reason;
-    return planFrames(all, r);
-  }
+  if (isAsyncIterable(input)) return planFrames(await readFrames(input, r.signal), r);
   if (input instanceof Uint8Array) {
     return planVideo(Buffer.from(input.buffer, input.byteOffset, input.byteLength), opts);
   }
