@@ -1,4 +1,5 @@
 /** Micro-benchmarks of the loaded native build (used by `videollama3 bench-matmul` and BENCHMARKS.md). */
+import { availableParallelism } from 'node:os';
 import { call, native } from './binding';
 import { checkKnownKeys, intOption, stringOption } from './validate';
 
@@ -15,7 +16,7 @@ export interface MatmulBenchmarkOptions {
   n?: number;
   /** Input features (weight row length). Default 4096. */
   k?: number;
-  /** CPU threads. Default 1. */
+  /** CPU threads (1..512, capped to the core count). Default 1. */
   threads?: number;
   /** Timed repetitions after one warm-up; the best is reported. Default 5. */
   reps?: number;
@@ -37,8 +38,8 @@ export async function benchmarkMatmul(options: MatmulBenchmarkOptions = {}): Pro
     m: intOption('m', options.m, 1, 65536, 1),
     n: intOption('n', options.n, 1, 65536, 4096),
     k: intOption('k', options.k, 1, 65536, 4096),
-    threads: intOption('threads', options.threads, 1, 512, 1),
+    threads: Math.min(availableParallelism(), intOption('threads', options.threads, 1, 512, 1)), // spinning extra threads only slow it
     reps: intOption('reps', options.reps, 1, 1000, 5),
   };
-  return call(native().benchMatmul(opts));
+  return call(() => native().benchMatmul(opts));
 }

@@ -389,10 +389,22 @@ export function nativePath(): string | undefined {
   return loadedFrom;
 }
 
-/** Awaits a native promise, converting its coded errors to VideoLlama3Error. */
-export async function call<T>(promise: Promise<T>): Promise<T> {
+/**
+ * Starts a native job and awaits it: what it throws synchronously (argument checks) or rejects with
+ * becomes a VideoLlama3Error.
+ */
+export async function call<T>(job: () => Promise<T>): Promise<T> {
   try {
-    return await promise;
+    return await job();
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+}
+
+/** Runs a synchronous native call; what it throws becomes a VideoLlama3Error. */
+export function callSync<T>(job: () => T): T {
+  try {
+    return job();
   } catch (err) {
     throw fromNativeError(err);
   }

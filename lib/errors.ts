@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'ABORTED'
   /** Memory could not be allocated. */
   | 'OUT_OF_MEMORY'
+  /** The model was disposed: load it again to use it. */
+  | 'DISPOSED'
   /** The native addon could not be loaded for this platform. */
   | 'ADDON_NOT_FOUND'
   /** The GPU asked for is not there (no CUDA build, driver or device), or it failed. */
@@ -31,6 +33,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'IO_ERROR',
   'ABORTED',
   'OUT_OF_MEMORY',
+  'DISPOSED',
   'ADDON_NOT_FOUND',
   'DEVICE_UNAVAILABLE',
   'INTERNAL',

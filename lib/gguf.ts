@@ -35,7 +35,7 @@ export interface GgufInfo {
  * @throws VideoLlama3Error INVALID_MODEL for a corrupt or truncated file, IO_ERROR when unreadable.
  */
 export async function readGgufInfo(path: string): Promise<GgufInfo> {
-  return call(native().readGguf(resolve(stringOption('path', path))));
+  return call(() => native().readGguf(resolve(stringOption('path', path))));
 }
 
 /**
@@ -43,5 +43,5 @@ export async function readGgufInfo(path: string): Promise<GgufInfo> {
  * @throws VideoLlama3Error INVALID_ARGUMENT when the file has no such tensor.
  */
 export async function readGgufTensor(path: string, name: string): Promise<Float32Array> {
-  return call(native().readGgufTensor(resolve(stringOption('path', path)), stringOption('name', name)));
+  return call(() => native().readGgufTensor(resolve(stringOption('path', path)), stringOption('name', name)));
 }

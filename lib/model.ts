@@ -2,11 +2,11 @@
 import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { call, native, type NativeModel, type NativeSession } from './binding';
+import { call, callSync, native, type NativeModel, type NativeSession } from './binding';
 import { MODEL_FILES } from './convert';
 import { VideoLlama3Error, fromNativeError } from './errors';
 import { Generation, type FinishReason, type GenerationResult, type TokenLogprob } from './generation';
-import { decodeImage } from './media/image';
+import { decodeImage, imageSize } from './media/image';
 import { formatTimestamp, planVideo } from './media/video';
 import { renderPrompt, toMessages, type ImageInput, type Prompt, type VideoPartOptions, type VideoPromptInput } from './prompt';
 import { Scheduler } from './scheduler';
@@ -17,7 +17,11 @@ import { VisionTokens, type VideoTokenLayout } from './vision-tokens';
 export interface LoadModelOptions {
   /** A folder made by `videollama3 convert` (holding llm.gguf and vision.gguf). */
   model: string;
-  /** CPU threads per computation (default: all cores, at most 8). */
+  /**
+   * CPU threads per computation (default: all cores, at most 8; 1..256). More threads than the
+   * machine has cores are capped to the core count (`info.threads` says how many run): ggml's
+   * threads spin while they wait, so extra ones only slow every computation down.
+   */
   threads?: number;
   /** Most positions (prompt + output) one generation may use (default 4096). */
   contextSize?: number;
@@ -124,6 +128,18 @@ export interface ModelInfo {
   device: { name: string; note: string; gpuLayers: number };
   /** Bytes of weights in memory. */
   weightBytes: number;
+  /** CPU threads per computation (the `threads` option, capped to the core count). */
+  threads: number;
+}
+
+/** Options of {@link Model.dispose}. */
+export interface DisposeOptions {
+  /**
+   * What happens to work still running (default `'finish'`): `'finish'` lets every call that has
+   * started end normally first; `'cancel'` ends running generations early with
+   * `finishReason: 'cancelled'` and rejects running `encode()` / `estimate()` calls with `ABORTED`.
+   */
+  running?: 'finish' | 'cancel';
 }
 
 const LOAD_KEYS = ['model', 'threads', 'contextSize', 'device', 'gpuLayers', 'onProgress', 'signal'] as const;
@@ -139,6 +155,16 @@ function numberOption(name: string, value: unknown, min: number, max: number, fa
 
 let nextModelId = 1;
 
+/** A prompt rendered, tokenized and encoded into decoder segments. */
+interface BuiltPrompt {
+  segments: ({ ids: Int32Array } | { embeddings: Float32Array; rows: number })[];
+  /** Input ids, with placeholder ids for vision rows (as the reference's input_ids). */
+  ids: number[];
+  promptTokens: number;
+  visionTokens: number;
+  videos: VideoTokenLayout[];
+}
+
 /**
  * Loads a converted model. Weights are read off the JavaScript thread.
  * @throws VideoLlama3Error INVALID_MODEL naming the file at fault, INVALID_ARGUMENT for bad options.
@@ -147,7 +173,8 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
   if (typeof options !== 'object' || options === null) invalid('options', 'object { model, ... }', options);
   checkKnownKeys('loadModel', options, LOAD_KEYS);
   const dir = resolve(stringOption('model', options.model));
-  const threads = intOption('threads', options.threads, 1, 256, Math.min(8, availableParallelism()));
+  const cores = availableParallelism();
+  const threads = Math.min(cores, intOption('threads', options.threads, 1, 256, Math.min(8, cores)));
   const contextSize = intOption('contextSize', options.contextSize, 16, 1 << 20, 4096);
   const device = choiceOption('device', options.device, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const rawLayers: unknown = options.gpuLayers;
@@ -158,21 +185,24 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
   const signal = signalOption('signal', options.signal);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') invalid('onProgress', 'function', options.onProgress);
   signal?.throwIfAborted();
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new VideoLlama3Error('IO_ERROR', `Model folder ${dir} does not exist; convert a checkpoint with \`npx videollama3 convert <hf-dir> ${dir}\``);
   }
   const files = { llm: join(dir, MODEL_FILES.llm), vision: join(dir, MODEL_FILES.vision) };
   for (const f of Object.values(files)) {
-    if (!existsSync(f)) throw new VideoLlama3Error('INVALID_MODEL', `${f} is missing; is ${dir} a folder made by \`videollama3 convert\`?`);
+    const st = statSync(f, { throwIfNoEntry: false });
+    if (!st) throw new VideoLlama3Error('INVALID_MODEL', `${f} is missing; is ${dir} a folder made by \`videollama3 convert\`?`);
+    // Opening a FIFO would block a libuv thread until a writer appears; a device never ends.
+    if (!st.isFile()) throw new VideoLlama3Error('INVALID_MODEL', `${f} is not a regular file; pass a folder made by \`videollama3 convert\``);
   }
   options.onProgress?.({ fraction: 0, stage: 'start' });
-  const nm = await call(native().loadModel(files.llm, files.vision, { threads, device, gpuLayers }));
+  const nm = await call(() => native().loadModel(files.llm, files.vision, { threads, device, gpuLayers }));
   if (signal?.aborted) {
     nm.dispose();
     throw signal.reason;
   }
   options.onProgress?.({ fraction: 1, stage: 'loaded' });
-  return new Model(nm, contextSize);
+  return new Model(nm, contextSize, threads);
 }
 
 /** A loaded VideoLLaMA 3 model. Safe to share: concurrent calls are queued and interleaved. */
@@ -182,10 +212,14 @@ export class Model {
   readonly #native: NativeModel;
   readonly #scheduler = new Scheduler();
   readonly #id = nextModelId++;
+  /** Set by dispose(): new calls are refused; running ones go on (see {@link Model.dispose}). */
+  #closing = false;
   #disposed = false;
+  /** Calls that have started and not settled, each with what cancels it. */
+  readonly #running = new Map<Promise<unknown>, () => void>();
 
   /** @internal Use {@link loadModel}. */
-  constructor(nm: NativeModel, contextSize: number) {
+  constructor(nm: NativeModel, contextSize: number, threads: number) {
     this.#native = nm;
     const i = nm.info();
     this.info = {
@@ -198,32 +232,56 @@ export class Model {
       contextSize: Math.min(contextSize, i.llm.trainContextSize),
       device: { name: i.device, note: i.deviceNote, gpuLayers: i.gpuLayers },
       weightBytes: i.weightBytes,
+      threads,
     };
   }
 
+  /** Refuses new calls once dispose() was called. */
+  #accepting(): void {
+    if (this.#closing) throw new VideoLlama3Error('DISPOSED', 'This model was disposed; load it again with loadModel()');
+  }
+
   #live(): NativeModel {
-    if (this.#disposed) throw new VideoLlama3Error('INVALID_ARGUMENT', 'This model was disposed');
+    if (this.#disposed) throw new VideoLlama3Error('DISPOSED', 'This model was disposed; load it again with loadModel()');
     return this.#native;
+  }
+
+  /**
+   * Runs a public call's work, known to dispose() until it settles. `cancel` ends it early for
+   * `dispose({ running: 'cancel' })`. Whatever the work throws becomes a VideoLlama3Error (aborts keep
+   * `signal.reason`).
+   */
+  #track<T>(work: (cancelled: AbortSignal) => Promise<T>, signal?: AbortSignal, cancel?: () => void): Promise<T> {
+    this.#accepting();
+    const internal = new AbortController();
+    const p = work(internal.signal).catch((err: unknown) => {
+      if (signal?.aborted) throw signal.reason;
+      if (internal.signal.aborted) throw new VideoLlama3Error('ABORTED', 'The model was disposed while this call ran', { cause: err });
+      throw fromNativeError(err);
+    });
+    this.#running.set(p, () => {
+      internal.abort(new VideoLlama3Error('ABORTED', 'The model was disposed while this call ran'));
+      cancel?.();
+    });
+    const forget = (): void => void this.#running.delete(p);
+    p.then(forget, forget);
+    return p;
   }
 
   /** Token ids of `text` (NFC-normalized first, as the Hugging Face tokenizer does). */
   tokenize(text: string, options: { special?: boolean } = {}): number[] {
+    this.#accepting();
+    checkKnownKeys('tokenize', options, ['special']);
     if (typeof text !== 'string') invalid('text', 'string', text);
-    try {
-      return Array.from(this.#live().tokenize(text.normalize('NFC'), options.special ?? true));
-    } catch (err) {
-      throw fromNativeError(err);
-    }
+    if (options.special !== undefined && typeof options.special !== 'boolean') invalid('special', 'boolean', options.special);
+    return Array.from(callSync(() => this.#live().tokenize(text.normalize('NFC'), options.special ?? true)));
   }
 
   /** Text of token ids (invalid UTF-8 sequences become U+FFFD). */
   detokenize(ids: readonly number[]): string {
+    this.#accepting();
     if (!Array.isArray(ids)) invalid('ids', 'array of token ids', ids);
-    try {
-      return this.#live().detokenize(Int32Array.from(ids)).toString('utf8');
-    } catch (err) {
-      throw fromNativeError(err);
-    }
+    return callSync(() => this.#live().detokenize(Int32Array.from(ids)).toString('utf8'));
   }
 
   /**
@@ -235,17 +293,21 @@ export class Model {
   async encode(input: ImageInput | VideoPromptInput, options: EncodeOptions & { kind?: 'image' | 'video' } = {}): Promise<VisionTokens> {
     checkKnownKeys('encode', options, ['signal', 'fps', 'maxFrames', 'pruneThreshold', 'autoRotate', 'kind']);
     const signal = signalOption('signal', options.signal);
+    const kind = choiceOption('kind', options.kind, ['image', 'video'] as const, looksLikeVideo(input) ? 'video' : 'image');
     signal?.throwIfAborted();
-    if (options.kind === 'video' || (options.kind === undefined && looksLikeVideo(input))) {
-      return this.#encodeVideo(input as VideoPromptInput, options, signal);
-    }
-    return (await this.#encode(input as ImageInput, signal, false)).tokens;
+    return this.#track(async (cancelled) => {
+      const sig = anySignal(signal, cancelled);
+      if (kind === 'video') return this.#encodeVideo(input as VideoPromptInput, options, sig);
+      return (await this.#encode(input as ImageInput, sig, false)).tokens;
+    }, signal);
   }
 
   /** @internal Encoding with every intermediate stage (parity tests). */
   async encodeWithStages(image: ImageInput): Promise<{ tokens: VisionTokens; pixels: Float32Array; stages: Record<string, { data: Float32Array; rows: number; cols: number }> }> {
-    const r = await this.#encode(image, undefined, true);
-    return { tokens: r.tokens, pixels: r.pixels, stages: r.stages ?? {} };
+    return this.#track(async () => {
+      const r = await this.#encode(image, undefined, true);
+      return { tokens: r.tokens, pixels: r.pixels, stages: r.stages ?? {} };
+    });
   }
 
   /** Where image and frame preprocessing runs: our CUDA kernels when the model is on a CUDA GPU. */
@@ -262,7 +324,7 @@ export class Model {
     const decoded = await decodeImage(image as Exclude<ImageInput, VisionTokens>);
     signal?.throwIfAborted();
     const p = this.info.preprocess;
-    const pre = await call(
+    const pre = await call(() =>
       native().preprocessImage(decoded.data, decoded.width, decoded.height, {
         patchSize: this.info.vision.patchSize,
         mergeSize: 1,
@@ -278,7 +340,7 @@ export class Model {
     const onAbort = (): void => native().raiseAbort(handle);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const enc = await this.#scheduler.run(() => call(nm.encodeImage(pre.pixels, pre.gridH, pre.gridW, 1, { stages, abortHandle: handle })));
+      const enc = await this.#scheduler.run(() => call(() => nm.encodeImage(pre.pixels, pre.gridH, pre.gridW, 1, { stages, abortHandle: handle })));
       const tokens = new VisionTokens(enc.embeddings, enc.rows, enc.cols, [pre.gridH, pre.gridW], 'image', this.#id);
       return { tokens, pixels: pre.pixels, stages: enc.stages };
     } catch (err) {
@@ -289,21 +351,48 @@ export class Model {
     }
   }
 
+  /** Vision tokens an image will take, from its header; 0 where that is not cheap to know. */
+  async #imageTokensAtLeast(image: ImageInput): Promise<number> {
+    if (image instanceof VisionTokens) return image.shape[0];
+    const size = await imageSize(image as Exclude<ImageInput, VisionTokens>).catch(() => undefined);
+    if (!size) return 0;
+    const p = this.info.preprocess;
+    const patch = this.info.vision.patchSize;
+    try {
+      const s = native().smartResize(size.height, size.width, patch, p.imageMinPixels, p.imageMaxPixels);
+      return (s.height / patch) * (s.width / patch);
+    } catch {
+      return 0; // decoding reports what is wrong with the image
+    }
+  }
+
   /** Renders, tokenizes and encodes a prompt into decoder segments. */
-  async #buildPrompt(prompt: Prompt, signal: AbortSignal | undefined) {
+  async #buildPrompt(prompt: Prompt, signal: AbortSignal | undefined, budget: number): Promise<BuiltPrompt> {
     const nm = this.#live();
     type Item = { text: string } | { tokens: VisionTokens; from: number; rows: number; placeholder: number };
     const items: Item[] = [];
     const videos: VideoTokenLayout[] = [];
-    for (const piece of renderPrompt(toMessages(prompt))) {
+    const pieces = renderPrompt(toMessages(prompt));
+    // Vision tokens of the images, from their headers: a prompt that cannot fit `budget` positions
+    // is refused before any image is decoded or encoded (videos stop at the first frame past it).
+    const imageTokens: number[] = [];
+    for (const piece of pieces) if ('image' in piece) imageTokens.push(await this.#imageTokensAtLeast(piece.image));
+    let pendingImages = imageTokens.reduce((a, b) => a + b, 0);
+    if (pendingImages > budget) throw tooLong(pendingImages, pendingImages, budget + 1, true);
+    let encoded = 0; // vision tokens of the pieces encoded so far
+    let image = 0;
+    for (const piece of pieces) {
       if ('text' in piece) {
         items.push({ text: piece.text });
       } else if ('image' in piece) {
         const { tokens } = await this.#encode(piece.image, signal, false);
         items.push({ tokens, from: 0, rows: tokens.shape[0], placeholder: this.info.imageTokenId });
+        pendingImages -= imageTokens[image++]!;
+        encoded += tokens.shape[0];
       } else {
         // Spec §6.5: per frame "Time t.ts:" then its kept tokens, frames joined by ",".
-        const tokens = await this.#encodeVideo(piece.video, piece.options, signal);
+        const tokens = await this.#encodeVideo(piece.video, piece.options, signal, budget - encoded - pendingImages, budget + 1);
+        encoded += tokens.shape[0];
         const layout = tokens.video!;
         videos.push(layout);
         let from = 0;
@@ -347,7 +436,13 @@ export class Model {
    * the previous sampled frame are dropped. Frames stream from the decoder: memory holds one
    * frame's pixels plus the kept tokens.
    */
-  async #encodeVideo(input: VideoPromptInput, options: VideoPartOptions, signal: AbortSignal | undefined): Promise<VisionTokens> {
+  async #encodeVideo(
+    input: VideoPromptInput,
+    options: VideoPartOptions,
+    signal: AbortSignal | undefined,
+    budget = Infinity,
+    contextSize = Infinity,
+  ): Promise<VisionTokens> {
     const nm = this.#live();
     if (input instanceof VisionTokens) {
       if (input.modelId !== this.#id) throw new VideoLlama3Error('INVALID_ARGUMENT', 'These VisionTokens were made by another model');
@@ -362,11 +457,17 @@ export class Model {
     const tokensPerFrame: number[] = [];
     let grid: [number, number] = [0, 0];
     let cols = this.info.llm.hiddenSize;
+    let least = 0; // positions this video takes so far: kept tokens, and the text of every frame after the first
     try {
       for await (const frame of plan.frames()) {
-        const f = await call(pre.push(frame.data, frame.width, frame.height));
+        const f = await call(() => pre.push(frame.data, frame.width, frame.height));
+        if (Number.isFinite(budget)) {
+          const k = tokensPerFrame.length; // frame k > 0 is preceded by its own text run (see #buildPrompt)
+          least += f.kept + (k > 0 ? nm.tokenize(`,Time ${formatTimestamp(plan.timestamps[k]!)}s:`.normalize('NFC'), true).length : 0);
+          if (least > budget) throw tooLong(least + contextSize - 1 - budget, least, contextSize, true);
+        }
         grid = [f.gridH, f.gridW];
-        const enc = await this.#scheduler.run(() => call(nm.encodeImage(f.pixels, f.gridH, f.gridW, 2, { abortHandle: handle })));
+        const enc = await this.#scheduler.run(() => call(() => nm.encodeImage(f.pixels, f.gridH, f.gridW, 2, { abortHandle: handle })));
         cols = enc.cols;
         const out = new Float32Array(f.kept * cols);
         for (let j = 0, r = 0; j < enc.rows; j++) {
@@ -401,6 +502,11 @@ export class Model {
     checkKnownKeys('estimate', options, ['maxTokens', 'signal']);
     const maxTokens = intOption('maxTokens', options.maxTokens, 1, 32768, 512);
     const signal = signalOption('signal', options.signal);
+    signal?.throwIfAborted();
+    return this.#track((cancelled) => this.#estimate(prompt, maxTokens, anySignal(signal, cancelled)), signal);
+  }
+
+  async #estimate(prompt: Prompt, maxTokens: number, signal: AbortSignal | undefined): Promise<PromptEstimate> {
     const nm = this.#live();
     const p = this.info.preprocess;
     const patch = this.info.vision.patchSize;
@@ -474,20 +580,22 @@ export class Model {
   async #videoLayout(input: Exclude<VideoPromptInput, VisionTokens>, options: VideoPartOptions, signal: AbortSignal | undefined): Promise<VideoTokenLayout> {
     const { plan, pre } = await this.#videoPipeline(input, options, signal);
     const tokensPerFrame: number[] = [];
-    for await (const frame of plan.frames()) tokensPerFrame.push((await call(pre.push(frame.data, frame.width, frame.height))).kept);
+    for await (const frame of plan.frames()) tokensPerFrame.push((await call(() => pre.push(frame.data, frame.width, frame.height))).kept);
     return { timestamps: plan.timestamps.slice(0, tokensPerFrame.length), tokensPerFrame };
   }
 
   /** @internal The prompt's input ids (placeholders for vision rows) and every row's logits (parity tests). */
   async debugPrefill(prompt: Prompt): Promise<{ ids: number[]; logits: Float32Array }> {
-    const { segments, ids } = await this.#buildPrompt(prompt, undefined);
-    const session = this.#live().createSession(ids.length);
-    try {
-      const logits = await this.#scheduler.run(() => call(session.evaluate(segments, { allLogits: true })));
-      return { ids, logits: logits ?? new Float32Array(0) };
-    } finally {
-      session.dispose();
-    }
+    return this.#track(async () => {
+      const { segments, ids } = await this.#buildPrompt(prompt, undefined, Infinity);
+      const session = this.#live().createSession(ids.length);
+      try {
+        const logits = await this.#scheduler.run(() => call(() => session.evaluate(segments, { allLogits: true })));
+        return { ids, logits: logits ?? new Float32Array(0) };
+      } finally {
+        session.dispose();
+      }
+    });
   }
 
   /**
@@ -497,14 +605,16 @@ export class Model {
   generate(prompt: Prompt, options: GenerateOptions = {}): Generation {
     let cancelled = false;
     let session: NativeSession | undefined;
-    const gen = new Generation(
-      (emit) => this.#run(prompt, options, emit, () => cancelled, (s) => (session = s)),
-      () => {
-        cancelled = true;
-        session?.abort();
-      },
+    const cancel = (): void => {
+      cancelled = true;
+      session?.abort();
+    };
+    // The signal as given (validated in #run), so an abort still rejects with its reason.
+    const signal = typeof options === 'object' && options !== null ? (options.signal as AbortSignal | undefined) : undefined;
+    return new Generation(
+      (emit) => this.#track((disposing) => this.#run(prompt, options, emit, () => cancelled, (s) => (session = s), disposing), signal, cancel),
+      cancel,
     );
-    return gen;
   }
 
   /** Generates a reply and returns it whole (the same as awaiting `generate(...).result`). */
@@ -518,6 +628,7 @@ export class Model {
     emit: (chunk: string) => void,
     isCancelled: () => boolean,
     setSession: (s: NativeSession) => void,
+    disposing: AbortSignal,
   ): Promise<GenerationResult> {
     const t0 = performance.now();
     if (typeof options !== 'object' || options === null) invalid('options', 'object', options);
@@ -539,17 +650,19 @@ export class Model {
     signal?.throwIfAborted();
     const nm = this.#live();
 
-    // 1. Prompt: render, encode images, tokenize text pieces.
+    // 1. Prompt: render, encode images, tokenize text pieces (refused before any vision work when
+    // it cannot fit). dispose({ running: 'cancel' }) here ends the call as cancelled, with no text.
     const tv = performance.now();
-    const { segments, promptTokens, visionTokens, videos } = await this.#buildPrompt(prompt, signal);
-    const visionMs = performance.now() - tv;
-    if (promptTokens + 1 > this.info.contextSize) {
-      throw new VideoLlama3Error(
-        'INVALID_ARGUMENT',
-        `The prompt needs ${promptTokens} tokens (${visionTokens} of them vision tokens) but contextSize is ${this.info.contextSize}; ` +
-          'raise contextSize in loadModel(), or use fewer or smaller images',
-      );
+    let built: BuiltPrompt;
+    try {
+      built = await this.#buildPrompt(prompt, anySignal(signal, disposing), this.info.contextSize - 1);
+    } catch (err) {
+      if (disposing.aborted && !signal?.aborted) return cancelledResult(t0);
+      throw err;
     }
+    const { segments, promptTokens, visionTokens, videos } = built;
+    const visionMs = performance.now() - tv;
+    if (promptTokens + 1 > this.info.contextSize) throw tooLong(promptTokens, visionTokens, this.info.contextSize);
 
     // 2. Session sized to the work: prompt + maxTokens, within the context size.
     const session = nm.createSession(Math.min(this.info.contextSize, promptTokens + maxTokens));
@@ -558,7 +671,12 @@ export class Model {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const tp = performance.now();
-      await this.#scheduler.run(() => call(session.evaluate(segments)));
+      try {
+        await this.#scheduler.run(() => call(() => session.evaluate(segments)));
+      } catch (err) {
+        if (isCancelled() && !signal?.aborted && err instanceof VideoLlama3Error && err.code === 'ABORTED') return cancelledResult(t0, promptTokens, visionTokens);
+        throw err;
+      }
       const prefillMs = performance.now() - tp;
 
       // 3. Decode loop: one queued native step per token, so concurrent generations interleave.
@@ -578,7 +696,7 @@ export class Model {
         signal?.throwIfAborted();
         let step: { id: number; top: TokenLogprob[] };
         try {
-          step = await this.#scheduler.run(() => call(session.step(sampling)));
+          step = await this.#scheduler.run(() => call(() => session.step(sampling)));
         } catch (err) {
           // Leaving the loop aborts the step in flight: that is a cancellation, not an error.
           if (isCancelled() && err instanceof VideoLlama3Error && err.code === 'ABORTED') {
@@ -640,12 +758,47 @@ export class Model {
     }
   }
 
-  /** Frees the model's memory once running work has finished. Later calls throw. */
-  async dispose(): Promise<void> {
+  /**
+   * Frees the model's memory. New calls are refused at once with `DISPOSED`; calls already running
+   * finish normally first (default), or with `{ running: 'cancel' }` end early: generations resolve
+   * with `finishReason: 'cancelled'` and the text so far, `encode()` and `estimate()` reject with
+   * `ABORTED`. Resolves once the memory is freed; calling it again waits for the same.
+   */
+  async dispose(options: DisposeOptions = {}): Promise<void> {
+    checkKnownKeys('dispose', options, ['running']);
+    const running = choiceOption('running', options.running, ['finish', 'cancel'] as const, 'finish');
+    this.#closing = true;
+    if (running === 'cancel') for (const cancel of this.#running.values()) cancel();
+    await Promise.allSettled([...this.#running.keys()]);
     if (this.#disposed) return;
     this.#disposed = true;
     await this.#scheduler.run(async () => this.#native.dispose());
   }
+}
+
+/** The signal that fires when either does. */
+function anySignal(a: AbortSignal | undefined, b: AbortSignal): AbortSignal {
+  return a ? AbortSignal.any([a, b]) : b;
+}
+
+/** A generation ended by `dispose({ running: 'cancel' })` before its first token. */
+function cancelledResult(t0: number, promptTokens = 0, visionTokens = 0): GenerationResult {
+  const totalMs = performance.now() - t0;
+  return {
+    text: '',
+    tokens: [],
+    finishReason: 'cancelled',
+    usage: { promptTokens, visionTokens, completionTokens: 0 },
+    timings: { visionMs: 0, prefillMs: 0, decodeMs: 0, timeToFirstTokenMs: totalMs, totalMs, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0 },
+  };
+}
+
+function tooLong(promptTokens: number, visionTokens: number, contextSize: number, atLeast = false): VideoLlama3Error {
+  return new VideoLlama3Error(
+    'INVALID_ARGUMENT',
+    `The prompt needs ${atLeast ? 'at least ' : ''}${promptTokens} tokens (${visionTokens} of them vision tokens) but contextSize is ${contextSize}; ` +
+      'raise contextSize in loadModel(), or use fewer or smaller images, fewer video frames (maxFrames) or a lower fps',
+  );
 }
 
 /** Index of the earliest stop string in `text` at or after `from`, or -1. */

@@ -54,8 +54,12 @@ function distance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** Rejects keys of `options` not in `known` (catches misspelled options, suggesting the closest). */
-export function checkKnownKeys(where: string, options: object, known: readonly string[]): void {
+/**
+ * Rejects an `options` that is not an object (`null`, an array, a primitive) and keys of it not in
+ * `known` (catches misspelled options, suggesting the closest).
+ */
+export function checkKnownKeys(where: string, options: unknown, known: readonly string[]): asserts options is object {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) invalid(`the options of ${where}`, 'options object', options);
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
       const hint = known.find((k) => distance(k, key) <= Math.max(1, Math.floor(k.length / 4)));
@@ -67,10 +71,21 @@ export function checkKnownKeys(where: string, options: object, known: readonly s
   }
 }
 
-/** An AbortSignal or undefined. */
+/**
+ * An AbortSignal or undefined. Checked by shape rather than `instanceof`, so signals of another realm
+ * (a vm context, an Electron renderer) work; a plain `{ aborted: false }` does not.
+ */
 export function signalOption(name: string, value: unknown): AbortSignal | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'object' || value === null || typeof (value as AbortSignal).aborted !== 'boolean') {
+  const s = value as Partial<AbortSignal> | null;
+  if (
+    typeof s !== 'object' ||
+    s === null ||
+    typeof s.aborted !== 'boolean' ||
+    typeof s.addEventListener !== 'function' ||
+    typeof s.removeEventListener !== 'function' ||
+    typeof s.throwIfAborted !== 'function'
+  ) {
     invalid(name, 'AbortSignal', value);
   }
   return value as AbortSignal;

@@ -184,7 +184,7 @@ describe('decodeImage errors', () => {
     const img = await decodeImage(png);
     expect([img.width, img.height, img.data[3], img.data[4], img.data[5]]).toEqual([100000, 1, 10, 20, 30]);
     const err = await failure(
-      call(native().preprocessImage(img.data, img.width, img.height, {
+      call(() => native().preprocessImage(img.data, img.width, img.height, {
         patchSize: 14, mergeSize: 1, minPixels: 3136, maxPixels: 3211264, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
       })),
       'INVALID_ARGUMENT', 'Image aspect ratio 100000:1 (100000x1 pixels) exceeds the supported maximum of 200:1');
@@ -264,7 +264,7 @@ describe('resizeBicubic is bit-exact with Pillow Image.resize(BICUBIC)', () => {
 describe('preprocessImage equals VideoLlama3ImageProcessorPil pixel_values', () => {
   it.each(preprocessCases.map((c) => [`${c.image} merge ${c.mergeSize} max ${c.maxPixels}`, c] as const))('%s', async (_n, c) => {
     const src = await source(c.image);
-    const r = await call(native().preprocessImage(src.data, src.width, src.height, c));
+    const r = await call(() => native().preprocessImage(src.data, src.width, src.height, c));
     expect([r.gridH, r.gridW, r.resizedWidth, r.resizedHeight]).toEqual([c.gridH, c.gridW, c.resizedWidth, c.resizedHeight]);
     const rowLen = 3 * c.patchSize * c.patchSize;
     expect(r.pixels.length).toBe(c.rows * rowLen);
@@ -294,7 +294,7 @@ describe('preprocessImage equals VideoLlama3ImageProcessorPil pixel_values', () 
     await failure(pre({ ...opts, mean: [0.5, 0.5] }), 'INVALID_ARGUMENT', 'Expected array of 3 finite numbers for opts.mean');
     await failure(pre({ ...opts, std: [0.5, 0, 0.5] }), 'INVALID_ARGUMENT', 'Expected finite non-zero number for opts.std[1] but received 0');
     await failure(pre(opts, Buffer.alloc(5)), 'INVALID_ARGUMENT', 'rgb must hold width * height * 3 = 2352 bytes for 28x28 pixels, got 5');
-    await failure(call(native().preprocessImage(Buffer.alloc(5 * 5 * 3), 5, 5, { ...opts, minPixels: 0 })), 'INVALID_ARGUMENT',
+    await failure(call(() => native().preprocessImage(Buffer.alloc(5 * 5 * 3), 5, 5, { ...opts, minPixels: 0 })), 'INVALID_ARGUMENT',
       'Image of 5x5 pixels resizes to 0x0 with min_pixels 0');
   });
 });
