@@ -190,7 +190,7 @@ describe('large images', () => {
         diff = Math.max(diff, Math.abs(da[i]! - db[i]!));
         scale = Math.max(scale, Math.abs(db[i]!));
       }
-      expect(diff / scale).toBeLessThan(2e-2); // f16 weights and f16 K/V vs f32 throughout
+      expect(diff / scale).toBeLessThan(5e-3); // f16 weights (attention is f32 on the CPU) vs f32 throughout; measured 5e-4
       const r = await fast.complete({ text: 'Describe.', images: [a] }, { maxTokens: 2 });
       expect(r.usage.visionTokens).toBe(a.shape[0]);
     } finally {

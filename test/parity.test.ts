@@ -10,10 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertModel, loadModel, readGgufInfo, readGgufTensor, type Model, type Prompt } from '../lib/index';
 import { native } from '../lib/binding';
 import { planVideo } from '../lib/media/video';
+import { makeTinyCheckpoint } from './helpers/checkpoint';
 import { materializeOrig, REFERENCE_DIR, REPO_ROOT, referenceCases, referenceConfigs, relativeError, type ReferenceCase } from './helpers/reference';
 
 const STAGE_TOLERANCE = 1e-4; // f32: relative to the stage's largest magnitude
 const LOGPROB_TOLERANCE = 1e-3;
+// f16 conversions: first-token top-5 log-probabilities. Rounding the fixtures' weights to f16 alone
+// moves them by up to 0.0055 (an f32 model of the rounded weights), the f16 models by up to 0.0035.
+const F16_LOGPROB_TOLERANCE = 0.01;
 const work = mkdtempSync(join(tmpdir(), 'vl3-parity-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -49,6 +53,23 @@ async function videoPipeline(model: Model, file: string): Promise<{ sha256: stri
     keep.push(...out.keep);
   }
   return { sha256, levels: Uint8Array.from(levels), keep: Uint8Array.from(keep) };
+}
+
+/** log_softmax of the last row of `logits` (rows of `vocab`), in double precision. */
+function lastRowLogSoftmax(logits: Float32Array, vocab: number): Float64Array {
+  const row = logits.subarray(logits.length - vocab);
+  let max = -Infinity;
+  for (const v of row) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(row, (v) => v - lse);
+}
+
+/** Largest |log-probability difference| of `model`'s first token at the ids of `top` (the reference's top-5). */
+async function firstTokenLogprobError(model: Model, prompt: Prompt, top: { id: number; logprob: number }[]): Promise<number> {
+  const lp = lastRowLogSoftmax((await model.debugPrefill(prompt)).logits, model.info.llm.vocabSize);
+  return Math.max(...top.map((t) => Math.abs(lp[t.id]! - t.logprob)));
 }
 
 /** Compares our stages with the reference's in order; throws naming the first divergent one. */
@@ -106,6 +127,13 @@ describe.skipIf(configs.length === 0)(`reference parity (${REFERENCE_DIR})`, () 
           }
         }
       });
+
+      for (const c of cases) {
+        it.skipIf(!!c.manifest.video && !hasFfmpeg)(`${c.manifest.case}: f16 first-token top-5 log-probabilities within ${F16_LOGPROB_TOLERANCE} of the reference`, async () => {
+          const err = await firstTokenLogprobError(f16, promptOf(c), c.manifest.greedy.top5[0]!);
+          expect(err, `${config}/${c.manifest.case}: f16 first-token log-probabilities`).toBeLessThanOrEqual(F16_LOGPROB_TOLERANCE);
+        });
+      }
 
       for (const c of cases.filter((x) => x.manifest.video)) {
         const label = c.manifest.case;
@@ -189,6 +217,61 @@ describe.skipIf(configs.length === 0)(`reference parity (${REFERENCE_DIR})`, () 
             const gap = refTop[i] && refTop[i]!.length > 1 ? refTop[i]![0]!.logprob - refTop[i]![1]!.logprob : Infinity;
             if (gap < 0.1) break;
             expect(r.tokens[i], `${config}/${label}: f16 token ${i}`).toBe(c.manifest.greedy.tokens[i]);
+          }
+        });
+      }
+    });
+  }
+});
+
+// Hold-out checkpoints (seeded values exact in f16, so their f16 and f32 conversions differ only in
+// arithmetic; our f32 path matches transformers to ~1e-5) with images at the default budget: 672
+// and 1350 patches, past the vision tower's dense-attention limit (512). Before the fix, ggml's CPU
+// flash attention ran the text after the image (under 64 query rows, on the f16 KV cache) on its
+// per-row path, q rounded to f16 and softmax·V summed in f16: first-token log-probabilities
+// 0.02-0.06 off with 16-wide vision heads (on its exact tiled path), now under 0.003. 20-wide
+// vision heads are a multiple of neither AVX2's nor AVX-512's float width, so the vision tower's
+// flash attention took that path too (vision tokens 1e-2 off, now 5e-4).
+describe('f16 conversions of hold-out checkpoints against their f32 conversions', () => {
+  for (const [name, vision] of [
+    ['16-wide vision heads', { hidden: 32, intermediate: 64, heads: 2 }],
+    ['20-wide vision heads', { hidden: 40, intermediate: 80, heads: 2 }],
+  ] as const) {
+    describe(name, () => {
+      const dir = join(work, 'holdout', String(vision.hidden));
+      let f32: Model;
+      let f16: Model;
+      beforeAll(async () => {
+        makeTinyCheckpoint(join(dir, 'hf'), { layout: 'video_llama_3', dtype: 'F32', values: 'normal', seed: 4, vision });
+        await convertModel({ input: join(dir, 'hf'), output: join(dir, 'f32'), type: 'f32' });
+        await convertModel({ input: join(dir, 'hf'), output: join(dir, 'f16'), type: 'f16' });
+        f32 = await loadModel({ model: join(dir, 'f32'), threads: 2 });
+        f16 = await loadModel({ model: join(dir, 'f16'), threads: 2 });
+      });
+      afterAll(async () => {
+        await f32?.dispose();
+        await f16?.dispose();
+      });
+
+      for (const image of ['chart_bar_line_640x400.png', 'chelsea.png']) {
+        it(`${image}: vision tokens, first-token and greedy top-5 log-probabilities`, async () => {
+          const file = join(REPO_ROOT, 'test', 'fixtures', 'images', image);
+          const where = `${name}, ${image}: f16`;
+          const err = relativeError(await (await f16.encode(file)).data(), await (await f32.encode(file)).data());
+          expect(err, `${where} vision tokens (relative error)`).toBeLessThanOrEqual(2e-3);
+          const prompt: Prompt = { text: 'Describe the image.', images: [file] };
+          const want = await f32.complete(prompt, { maxTokens: 8, topLogprobs: 5 });
+          expect(await firstTokenLogprobError(f16, prompt, want.logprobs![0]!), `${where} first-token log-probabilities`).toBeLessThanOrEqual(
+            F16_LOGPROB_TOLERANCE,
+          );
+          // Decode steps too, while the greedy tokens agree (ids missing from either top-5 are skipped).
+          const got = await f16.complete(prompt, { maxTokens: 8, topLogprobs: 5 });
+          for (let i = 0; i < got.tokens.length; i++) {
+            for (const t of want.logprobs![i]!) {
+              const mine = got.logprobs![i]!.find((x) => x.id === t.id);
+              if (mine) expect(Math.abs(mine.logprob - t.logprob), `${where} log-probability of token ${t.id} at step ${i}`).toBeLessThanOrEqual(F16_LOGPROB_TOLERANCE);
+            }
+            if (got.tokens[i] !== want.tokens[i]) break;
           }
         });
       }

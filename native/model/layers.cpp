@@ -1,7 +1,9 @@
 #include "model/layers.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "ggml-cpu.h"
 #include "kernels/int8_matmul.h"
 
 namespace vl3::layers {
@@ -45,6 +47,17 @@ ggml_tensor* rotary(ggml_context* ctx, ggml_tensor* x, ggml_tensor* cos, ggml_te
   ggml_tensor* hi = ggml_view_3d(ctx, x, half, x->ne[1], x->ne[2], x->nb[1], x->nb[2], half * ggml_element_size(x));
   ggml_tensor* rot = ggml_concat(ctx, ggml_neg(ctx, hi), lo, 0);  // [d, heads, n]
   return ggml_add(ctx, ggml_mul(ctx, x, cos), ggml_mul(ctx, rot, sin));
+}
+
+int64_t cpu_flash_simd_floats() {
+  if (ggml_cpu_has_avx512()) return 16;
+  if (ggml_cpu_has_sve()) return std::max<int64_t>(8, ggml_cpu_get_sve_cnt() / 4);  // bytes -> floats
+  return 8;
+}
+
+bool cpu_flash_tiled(int64_t n_q, int64_t head_dim) {
+  constexpr int64_t kTileRows = 64;  // GGML_FA_TILE_Q (ggml-cpu/common.h)
+  return n_q >= kTileRows && head_dim % cpu_flash_simd_floats() == 0;
 }
 
 ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v_t, ggml_tensor* mask,

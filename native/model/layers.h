@@ -40,6 +40,22 @@ ggml_tensor* gelu_tanh(ggml_context* ctx, ggml_tensor* x);
 ggml_tensor* rotary(ggml_context* ctx, ggml_tensor* x, ggml_tensor* cos, ggml_tensor* sin);
 
 /**
+ * ggml-cpu's SIMD width in floats (its GGML_F32_EPR: 16 in an AVX-512 build, 8 with AVX/AVX2,
+ * the vector length with SVE; 8, a multiple of NEON's 4, elsewhere).
+ */
+int64_t cpu_flash_simd_floats();
+
+/**
+ * Whether ggml's CPU flash attention (q f32, K and V both f16 or both f32) takes its tiled path for
+ * n_q query rows of head_dim: at least 64 rows (its GGML_FA_TILE_Q) and head_dim a multiple of
+ * cpu_flash_simd_floats(). That path is f32 inside (K and V tiles widened to f32, f32 GEMMs and
+ * sums). The other one, on f16 K/V, rounds q to f16 and accumulates softmax·V in an f16 buffer,
+ * rounding once per key: 4e-3 relative error over 700 keys, 9e-3 over 4000 (8e-3 for n_q >= 64 with
+ * 72-wide heads under AVX-512), against 2e-6 tiled. On f32 K/V it is f32 throughout, but slower.
+ */
+bool cpu_flash_tiled(int64_t n_q, int64_t head_dim);
+
+/**
  * Scaled dot-product attention. q [d, n_q, h], k [d, n_kv, h_kv], v_t [n_kv, d, h_kv]
  * (h a multiple of h_kv: head i uses kv head i / (h / h_kv)); mask [n_kv, n_q] or null.
  * Returns [d, h, n_q] (contiguous).

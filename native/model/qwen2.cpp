@@ -247,6 +247,13 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
   // and head. It also rotates q and k and appends k and v to the cache: one node for five, and
   // each node costs decode a thread barrier (0-3 % faster decode on Q4_K_M).
   const bool own_attention = flash && n == 1 && kernels::attention_f16_enabled(hd);
+  // Prefill on the CPU: ggml's flash attention is f32 inside only on its tiled path (64+ query
+  // rows, layers::cpu_flash_tiled). Shorter chunks (the text after an image, typically: the rows
+  // whose logits give the first token) it runs with q rounded to f16 and softmax·V summed in an
+  // f16 buffer, which moved a first-token log-probability by 0.02-0.06 after a 700-patch image.
+  // Those chunks go through our attention op (f32 q, scores and sums, and 2-3x faster there), or
+  // where that cannot run through ggml's on f32 copies of the cached K and V.
+  const bool short_prefill = flash && n > 1 && !layers::cpu_flash_tiled(n, hd);
   // RoPE: f32 models rotate with f32 tables computed exactly as the reference does (parity to 1e-4);
   // the others use ggml's fused NeoX rope (one op instead of five per tensor: fewer passes over q/k
   // and fewer thread barriers, which decode pays per op); its angles, built by repeated
@@ -275,11 +282,15 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     return ggml_rope_ext(ctx, t, pos, nullptr, static_cast<int>(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
                          0.0f, 1.0f, 0.0f, 0.0f);
   };
-  ggml_tensor* mask = nullptr;
-  if (n > 1) {
-    mask = ggml_new_tensor_2d(ctx, flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, n);  // [n_kv, n_q]
-    ggml_set_input(mask);
-  }
+  ggml_tensor* mask = nullptr;  // [n_kv, n_q] causal, for prefill; made when a layer uses it
+  auto causal_mask = [&]() -> ggml_tensor* {
+    if (n == 1) return nullptr;
+    if (mask == nullptr) {
+      mask = ggml_new_tensor_2d(ctx, flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, n);
+      ggml_set_input(mask);
+    }
+    return mask;
+  };
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (size_t il = 0; il < layers_.size(); ++il) {
     const Layer& W = layers_[il];
@@ -301,7 +312,8 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     ggml_tensor* vc = cache.v_[il];
     ggml_tensor* k_all = ggml_view_3d(ctx, kc, hd, nkv, L, kc->nb[1], kc->nb[2], 0);           // [hd, nkv, L]
     ggml_tensor* v_all = ggml_view_3d(ctx, vc, hd, nkv, L, vc->nb[1], vc->nb[2], 0);
-    const bool append = own_attention && ggml_backend_is_cpu(layer_backend_[il]);
+    const bool on_cpu = ggml_backend_is_cpu(layer_backend_[il]);
+    const bool append = own_attention && on_cpu;
     if (!append) {
       q = rope(q);
       k = rope(k);
@@ -312,10 +324,17 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
     if (append) {
       tables();
       attn = kernels::attention_f16_append(ctx, q, k, v, k_all, v_all, cos, sin);              // [hd, nh, 1]
+    } else if (short_prefill && on_cpu && kernels::attention_f16_enabled(hd)) {
+      attn = kernels::attention_f16(ctx, q, k_all, v_all);                                     // [hd, nh, n]
     } else if (flash) {
-      attn = ggml_flash_attn_ext(ctx, ggml_permute(ctx, q, 0, 2, 1, 3),                        // q [hd, n, nh]
-                                 ggml_permute(ctx, k_all, 0, 2, 1, 3),                          // k [hd, L, nkv]
-                                 ggml_permute(ctx, v_all, 0, 2, 1, 3), mask, scale, 0.0f, 0.0f);  // -> [hd, nh, n]
+      ggml_tensor* kp = ggml_permute(ctx, k_all, 0, 2, 1, 3);                                  // k [hd, L, nkv]
+      ggml_tensor* vp = ggml_permute(ctx, v_all, 0, 2, 1, 3);
+      if (short_prefill && on_cpu) {  // f32 K/V: ggml's per-row path is f32 throughout then
+        kp = ggml_cast(ctx, kp, GGML_TYPE_F32);
+        vp = ggml_cast(ctx, vp, GGML_TYPE_F32);
+      }
+      attn = ggml_flash_attn_ext(ctx, ggml_permute(ctx, q, 0, 2, 1, 3), kp, vp,                 // q [hd, n, nh]
+                                 causal_mask(), scale, 0.0f, 0.0f);                             // -> [hd, nh, n]
       ggml_flash_attn_ext_set_prec(attn, GGML_PREC_F32);
     } else {
       // Contiguous operands let ggml use its blocked f32 GEMM for QK^T and PV (the strided
@@ -323,7 +342,7 @@ std::vector<float> Qwen2Model::forward_chunk(KvCache& cache, const DecoderInput&
       k_all = ggml_cont(ctx, ggml_permute(ctx, k_all, 0, 2, 1, 3));                           // [hd, L, nkv]
       ggml_tensor* v_t = ggml_cont(ctx, ggml_permute(ctx, v_all, 1, 2, 0, 3));                 // [L, hd, nkv]
       q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                                   // [hd, n, nh]
-      attn = layers::attention(ctx, q, k_all, v_t, mask, scale);                               // [hd, nh, n]
+      attn = layers::attention(ctx, q, k_all, v_t, causal_mask(), scale);                      // [hd, nh, n]
     }
     attn = ggml_reshape_2d(ctx, attn, D, n);                                                   // [D, n]
     if (il + 1 == layers_.size() && !all_logits && n > 1) {
