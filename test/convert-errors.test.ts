@@ -290,7 +290,7 @@ describe('checkpoints the model loader would refuse', () => {
     [
       'a max_position_embeddings of 1e20',
       (src) => rewriteConfig(src, (c) => (c.text_config.max_position_embeddings = 1e20)),
-      ['config.json', '"max_position_embeddings"', 'between 1 and 16777216', '100000000000000000000'],
+      ['config.json', '"max_position_embeddings"', 'between 16 and 16777216', '100000000000000000000'],
     ],
     [
       'an image_token_id outside the vocabulary',

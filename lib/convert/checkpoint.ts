@@ -81,7 +81,7 @@ type Json = Record<string, unknown>;
 
 /** Largest integer a config key may hold: every count and size is stored as a 32-bit GGUF integer. */
 const MAX_INT = 2 ** 31 - 1;
-/** Context lengths the model loader accepts (its KV cache holds at most 2^24 positions). */
+/** Context lengths the model loader accepts (16 to 2^24 positions: native/model/videollama3.cpp). */
 const MAX_POSITIONS = 2 ** 24;
 /** Vocabulary sizes accepted (the largest released vocabularies have about 256k tokens). */
 const MAX_VOCAB = 2 ** 24;
@@ -104,21 +104,22 @@ function readJson(file: string, required: boolean): Json | undefined {
 }
 
 /**
- * Reads `key` of `obj` as an integer from 1 to `max` (default 2^31 - 1), or a positive number when
+ * Reads `key` of `obj` as an integer from `min` (default 1) to `max` (default 2^31 - 1), or a positive number when
  * `float`, naming file and key on failure.
  */
-function num(obj: Json, key: string, where: string, opts: { float?: boolean; fallback?: number; max?: number } = {}): number {
+function num(obj: Json, key: string, where: string, opts: { float?: boolean; fallback?: number; min?: number; max?: number } = {}): number {
   const v = obj[key];
   if (v === undefined || v === null) {
     if (opts.fallback !== undefined) return opts.fallback;
     throw new VideoLlama3Error('INVALID_MODEL', `${where} is missing the key "${key}"`);
   }
+  const min = opts.min ?? 1;
   const max = opts.max ?? MAX_INT;
-  const ok = typeof v === 'number' && Number.isFinite(v) && (opts.float ? v > 0 : Number.isInteger(v) && v > 0 && v <= max);
+  const ok = typeof v === 'number' && Number.isFinite(v) && (opts.float ? v > 0 : Number.isInteger(v) && v >= min && v <= max);
   if (!ok) {
     throw new VideoLlama3Error(
       'INVALID_MODEL',
-      `${where}: "${key}" must be ${opts.float ? 'a positive number' : `an integer between 1 and ${max}`}, found ${JSON.stringify(v)}`,
+      `${where}: "${key}" must be ${opts.float ? 'a positive number' : `an integer between ${min} and ${max}`}, found ${JSON.stringify(v)}`,
     );
   }
   return v as number;
@@ -150,7 +151,7 @@ function readText(cfg: Json, where: string, tie: unknown): TextConfig {
     vocabSize: num(cfg, 'vocab_size', where, { max: MAX_VOCAB }),
     ropeTheta: ropeTheta(cfg, where, 1e6),
     rmsNormEps: num(cfg, 'rms_norm_eps', where, { float: true, fallback: 1e-6 }),
-    maxPositions: num(cfg, 'max_position_embeddings', where, { fallback: 32768, max: MAX_POSITIONS }),
+    maxPositions: num(cfg, 'max_position_embeddings', where, { fallback: 32768, min: 16, max: MAX_POSITIONS }), // as the loader
     tieWordEmbeddings: tie === undefined ? false : tie === true,
   };
   if (text.hiddenSize % text.numHeads !== 0 || text.numHeads % text.numKvHeads !== 0) {

@@ -135,8 +135,9 @@ void VideoLlama3::validate_metadata(const std::string& vision_path, const std::s
   check(!eos_ids_.empty() && std::all_of(eos_ids_.begin(), eos_ids_.end(), in_vocab), ErrorCode::InvalidModel,
         format("%s: end-of-sequence ids must be token ids below the vocabulary size %lld", llm_path.c_str(),
                static_cast<long long>(vocab)));
-  check(llm_->hparams().n_ctx_train >= 1 && llm_->hparams().n_ctx_train <= (int64_t{1} << 24), ErrorCode::InvalidModel,
-        format("%s: %s must be between 1 and 2^24", llm_path.c_str(), key::contextLength));
+  // At least 16 positions: the smallest contextSize loadModel() accepts (lib/model.ts).
+  check(llm_->hparams().n_ctx_train >= 16 && llm_->hparams().n_ctx_train <= (int64_t{1} << 24), ErrorCode::InvalidModel,
+        format("%s: %s must be between 16 and 2^24", llm_path.c_str(), key::contextLength));
 }
 
 VideoLlama3::~VideoLlama3() {
