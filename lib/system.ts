@@ -5,7 +5,10 @@ import { native, nativePath } from './binding';
 export interface SystemInfo {
   /** Pinned ggml source: carrier package, commit and ggml version. */
   ggml: string;
-  /** CPU build variant: `native` (tuned for the building machine), `sse42`, `avx2`, `avx512` or `amx`. */
+  /**
+   * CPU build variant: `native` (tuned for the building machine), `portable` (the architecture's
+   * baseline: arm64 prebuilds), or an x86-64 one: `sse42`, `avx2`, `avx512` or `amx`.
+   */
   cpuVariant: string;
   /** CPU instruction sets compiled into this build. */
   cpuFeatures: string[];

@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, realpathSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fetchGgml } from './fetch-ggml.mjs';
 
@@ -37,11 +37,16 @@ fetchGgml();
 
 /** cmake-js arguments of a CUDA build: architectures and where cuBLAS is. */
 function cudaCmakeArgs() {
-  const nvcc = process.env.CUDACXX ?? findOnPath('nvcc') ?? ['/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
+  const defaultNvcc = process.platform === 'win32'
+    ? (process.env.CUDA_PATH ? [join(process.env.CUDA_PATH, 'bin', 'nvcc.exe')] : [])
+    : ['/usr/local/cuda/bin/nvcc'];
+  const nvcc = process.env.CUDACXX ?? findOnPath('nvcc') ?? defaultNvcc.find((p) => existsSync(p));
   if (!nvcc) fail('--cuda needs nvcc from the CUDA toolkit (12 or 13) on PATH or in CUDACXX');
   const toolkit = resolve(dirname(realpathSync(nvcc)), '..');
   let cublas = process.env.CUBLAS_ROOT;
   if (!cublas && !existsSync(join(toolkit, 'include', 'cublas_v2.h'))) {
+    // The pip wheel's layout (lib/libcublas.so.13) is what CMakeLists.txt knows: Linux only.
+    if (process.platform !== 'linux') fail(`the CUDA toolkit at ${toolkit} has no cuBLAS; install it or set CUBLAS_ROOT`);
     const deps = join(root, '.cuda-deps');
     const wheel = join(deps, 'nvidia', 'cu13');
     if (!existsSync(join(wheel, 'include', 'cublas_v2.h'))) {
@@ -61,9 +66,15 @@ function cudaCmakeArgs() {
   return [`--CDCMAKE_CUDA_ARCHITECTURES=${archs}`, `--CDCMAKE_CUDA_COMPILER=${nvcc}`, ...(cublas ? [`--CDCUBLAS_ROOT=${cublas}`] : [])];
 }
 
+/** The first `name` on PATH (`;`-separated on Windows, where it also tries PATHEXT: nvcc.exe). */
 function findOnPath(name) {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  const exts = process.platform === 'win32' ? ['', ...(process.env.PATHEXT ?? '.EXE;.CMD;.BAT').split(';').filter(Boolean)] : [''];
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    for (const ext of exts) {
+      const file = join(dir.replace(/^"(.*)"$/, '$1'), name + ext);
+      if (existsSync(file)) return file;
+    }
   }
   return undefined;
 }
@@ -86,8 +97,9 @@ env.CMAKE_BUILD_PARALLEL_LEVEL ??= String(Math.max(1, (await import('node:os')).
 process.stderr.write(`build-native: cmake-js (${variant}${cuda ? ', cuda' : ''}, ${config}) in ${workDir}\n`);
 const res = spawnSync(process.execPath, cmakeArgs, { stdio: 'inherit', env, cwd: root });
 if (res.status !== 0) {
+  const compiler = { win32: 'Visual Studio 2022 (or its Build Tools) with the C++ workload', darwin: 'the Xcode command line tools (clang)' }[process.platform] ?? 'a C++17 compiler';
   process.stderr.write(
-    'build-native: the native build failed. It needs cmake >= 3.18, a C++17 compiler, git and tar ' +
+    `build-native: the native build failed. It needs cmake >= 3.18, ${compiler}, git and tar ` +
       '(see README "Building from source").\n',
   );
   process.exit(res.status ?? 1);
@@ -96,6 +108,18 @@ mkdirSync(outDir, { recursive: true });
 // Copy then rename: overwriting the file in place would crash (SIGBUS) any running process that
 // has the old addon loaded; a rename gives the new build a new inode and leaves the old one mapped.
 const dest = join(outDir, 'videollama3.node');
-copyFileSync(join(workDir, config, 'videollama3.node'), `${dest}.tmp`);
-renameSync(`${dest}.tmp`, dest);
+// cmake-js puts the addon in <workDir>/<config>: through CMAKE_LIBRARY_OUTPUT_DIRECTORY on Linux and
+// macOS, through the Visual Studio generator's per-config folder on Windows (a single-config
+// generator such as Ninja there leaves it in <workDir> itself).
+const built = [join(workDir, config, 'videollama3.node'), join(workDir, 'videollama3.node')].find((p) => existsSync(p));
+if (!built) fail(`the build left no videollama3.node in ${join(workDir, config)}`);
+copyFileSync(built, `${dest}.tmp`);
+try {
+  renameSync(`${dest}.tmp`, dest);
+} catch (err) {
+  // Windows will not replace a DLL that a process has loaded, but lets it be renamed aside.
+  if (process.platform !== 'win32' || !existsSync(dest)) throw err;
+  renameSync(dest, `${dest}.${Date.now()}.old`);
+  renameSync(`${dest}.tmp`, dest);
+}
 process.stderr.write(`build-native: wrote ${join(outDir, 'videollama3.node')}\n`);

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The one place the ggml version is pinned. Bump all four together, on purpose. */
@@ -32,29 +32,45 @@ function run(cmd, args, opts = {}) {
   }
 }
 
+/**
+ * How to run npm: its own CLI script under this Node when known (npm_execpath under `npm run`, else
+ * the npm bundled beside node), with no shell; else `npm` (on Windows npm.cmd, which only a shell
+ * can start, its arguments quoted for cmd.exe).
+ */
+function npmCommand(args) {
+  const prefix = dirname(process.execPath); // node.exe sits beside node_modules\npm on Windows, in bin/ elsewhere
+  const bundled = join(...(process.platform === 'win32' ? [prefix] : [prefix, '..', 'lib']), 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  const cli = [process.env.npm_execpath, bundled].find((p) => p && /npm-cli\.js$/.test(p) && existsSync(p));
+  if (cli) return { cmd: process.execPath, args: [cli, ...args], opts: {} };
+  if (process.platform !== 'win32') return { cmd: 'npm', args, opts: {} };
+  const quoted = args.map((a) => (/^[\w@.:\\/=-]+$/.test(a) ? a : `"${a.replace(/"/g, '""')}"`));
+  return { cmd: ['npm.cmd', ...quoted].join(' '), args: [], opts: { shell: true } };
+}
+
 export function fetchGgml({ quiet = false } = {}) {
   if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return dest;
   const log = quiet ? () => {} : (m) => process.stderr.write(`fetch-ggml: ${m}\n`);
   const work = mkdtempSync(join(tmpdir(), 'vl3-ggml-'));
   try {
     log(`npm pack ${GGML_PIN.carrier}`);
-    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    const packed = JSON.parse(String(run(npm, ['pack', GGML_PIN.carrier, '--json', '--pack-destination', work], { shell: process.platform === 'win32' })));
+    const npm = npmCommand(['pack', GGML_PIN.carrier, '--json', '--pack-destination', work]);
+    const packed = JSON.parse(String(run(npm.cmd, npm.args, { cwd: work, ...npm.opts })));
     const tarball = join(work, packed[0].filename);
     const digest = 'sha512-' + createHash('sha512').update(readFileSync(tarball)).digest('base64');
     if (digest !== GGML_PIN.integrity) {
       throw new Error(`fetch-ggml: ${GGML_PIN.carrier} tarball integrity mismatch (got ${digest}); refusing to build from it`);
     }
-    run('tar', ['-xzf', tarball, '-C', work, 'package/llama/gitRelease.bundle']);
+    // tar gets relative paths in `work`: GNU tar (Git for Windows, MSYS2) reads `C:\...` as host:path.
+    run('tar', ['-xzf', basename(tarball), 'package/llama/gitRelease.bundle'], { cwd: work });
     const bare = join(work, 'llama.git');
-    run('git', ['clone', '--quiet', '--bare', join(work, 'package/llama/gitRelease.bundle'), bare]);
+    run('git', ['clone', '--quiet', '--bare', join(work, 'package', 'llama', 'gitRelease.bundle'), bare]);
     const head = String(run('git', ['--git-dir', bare, 'rev-parse', 'HEAD'])).trim();
     if (head !== GGML_PIN.commit) throw new Error(`fetch-ggml: bundle HEAD is ${head}, expected ${GGML_PIN.commit}`);
     const staging = join(work, 'ggml');
     mkdirSync(staging);
-    const archive = join(work, 'ggml.tar');
-    run('git', ['--git-dir', bare, 'archive', '--format=tar', '-o', archive, GGML_PIN.commit, 'ggml', 'LICENSE']);
-    run('tar', ['-xf', archive, '-C', staging]);
+    // The files as committed (LF), whatever core.autocrlf says (Git for Windows turns it on).
+    run('git', ['-c', 'core.autocrlf=false', '-c', 'core.eol=lf', '--git-dir', bare, 'archive', '--format=tar', '-o', join(work, 'ggml.tar'), GGML_PIN.commit, 'ggml', 'LICENSE']);
+    run('tar', ['-xf', join('..', 'ggml.tar')], { cwd: staging });
     // Only what the build needs: ggml core, the CPU and CUDA backends, and the license.
     for (const sub of ['examples', 'tests', 'docs']) rmSync(join(staging, 'ggml', sub), { recursive: true, force: true });
     writeFileSync(join(staging, 'STAMP'), stamp);

@@ -17,6 +17,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+if (process.platform !== 'linux' || process.arch !== 'x64') {
+  // The package, its name and `strip` are linux-x64 ones; elsewhere build with `npm run build:cuda`.
+  process.stderr.write(`prebuild-cuda: the CUDA prebuild is made on linux-x64 only (this is ${process.platform}-${process.arch})\n`);
+  process.exit(1);
+}
 const args = process.argv.slice(2);
 const opt = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const archs = opt('--cuda-arch') ?? '80-real;86-real;89-real;90';

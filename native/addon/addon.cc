@@ -2,8 +2,12 @@
 #include <napi.h>
 
 #if defined(_WIN32)
+#ifndef NOMINMAX  // (CMakeLists.txt defines both for the whole build)
 #define NOMINMAX
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
+#endif
 #include <windows.h>
 #else
 #include <dlfcn.h>

@@ -28,10 +28,12 @@ class InputFile {
 };
 
 /**
- * A whole file mapped read-only into memory (POSIX mmap): its pages are the page cache's, shared
- * with other processes and read in on first touch. open() returns null where mapping is unavailable
- * (Windows, a failed mmap, VL3_NO_MMAP set); callers then read the file instead. The file must not be
- * truncated while mapped (the kernel would signal SIGBUS on access), as with any mmap-based loader.
+ * A whole file mapped read-only into memory (POSIX mmap; on Windows a read-only view of a file
+ * mapping): its pages are the page cache's, shared with other processes and read in on first
+ * touch. open() returns null where mapping fails or VL3_NO_MMAP is set; callers then read the file
+ * instead. The file must not be truncated while mapped (the kernel would signal SIGBUS on access),
+ * as with any mmap-based loader; Windows refuses to replace or truncate a mapped file instead.
+ * Paths are UTF-8 everywhere (on Windows files are opened by their UTF-16 names).
  */
 class MappedFile {
  public:

@@ -15,7 +15,11 @@ namespace {
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define VL3_ATTN_SIMD 1
+#if defined(_MSC_VER) && !defined(__clang__)
+#define VL3_AVX2  // MSVC compiles AVX2 intrinsics in any function (cpu_has_avx2_fma_f16c() gates the calls)
+#else
 #define VL3_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
 
 VL3_AVX2 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -3,6 +3,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #endif
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>  // _InterlockedCompareExchange, _InterlockedExchangeAdd
+#endif
 
 #include <algorithm>
 #include <array>
@@ -197,7 +200,11 @@ struct Adds {
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define VL3_INT8_SIMD 1
+#if defined(_MSC_VER) && !defined(__clang__)
+#define VL3_AVX2  // MSVC compiles AVX2 intrinsics in any function (cpu_has_avx2_fma_f16c() gates the calls)
+#else
 #define VL3_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
 
 // One weight vector (8 rows x 4 columns) as maddubs operands: |w| (unsigned; -128 gives 128, which
 // the file's Q8_0 can hold) and w itself, whose signs the activations take (they stay in -127..127).
@@ -462,7 +469,9 @@ VL3_AVX2 bool quantize_q8_K_block(const float* x, float* d, int8_t* qs, int16_t*
   for (int j = 0; j < 256; j += 8) {
     const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), target, _CMP_EQ_OQ));
     if (hit != 0) {
-      max = x[j + __builtin_ctz(static_cast<unsigned>(hit))];
+      int first = 0;  // the lowest set bit (__builtin_ctz, which MSVC lacks)
+      while (((hit >> first) & 1) == 0) ++first;
+      max = x[j + first];
       break;
     }
   }
@@ -579,6 +588,31 @@ void apply_adds(const Adds& adds, float* y, int64_t n, int64_t m) {
   }
 }
 
+// The work-state words are plain uint32_t in the tensor's memory, so they are used through the
+// compilers' atomic builtins (C++20's std::atomic_ref): GCC/clang's __atomic_*, MSVC's _Interlocked*
+// (full barriers, so at least as strong) with plain volatile loads and stores (atomic when aligned).
+#if defined(_MSC_VER) && !defined(__clang__)
+inline uint32_t load_relaxed(uint32_t* p) { return *reinterpret_cast<volatile uint32_t*>(p); }
+inline void store_relaxed(uint32_t* p, uint32_t v) { *reinterpret_cast<volatile uint32_t*>(p) = v; }
+inline bool cas_relaxed(uint32_t* p, uint32_t* expected, uint32_t desired) {
+  const auto seen = static_cast<uint32_t>(_InterlockedCompareExchange(reinterpret_cast<volatile long*>(p),
+                                                                      static_cast<long>(desired), static_cast<long>(*expected)));
+  if (seen == *expected) return true;
+  *expected = seen;
+  return false;
+}
+inline uint32_t add_fetch_acq_rel(uint32_t* p, uint32_t v) {
+  return static_cast<uint32_t>(_InterlockedExchangeAdd(reinterpret_cast<volatile long*>(p), static_cast<long>(v))) + v;
+}
+#else
+inline uint32_t load_relaxed(uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline void store_relaxed(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+inline bool cas_relaxed(uint32_t* p, uint32_t* expected, uint32_t desired) {
+  return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+inline uint32_t add_fetch_acq_rel(uint32_t* p, uint32_t v) { return __atomic_add_fetch(p, v, __ATOMIC_ACQ_REL); }
+#endif
+
 // Decode: how the threads share a matrix's groups. Thread i owns span i (spans = min(nth, 15), of
 // equal size) and takes chunks from its front, so its reads are one ascending stream that the
 // prefetchers (the kernels' and the hardware's) run ahead of; a thread whose span is done (or that
@@ -595,13 +629,13 @@ void decode_shares(uint32_t* state, int64_t groups, int ith, int nth, const Run&
   const auto take = [&](int s, bool front) {  // one chunk of span s; false once it is empty
     const int64_t s0 = groups * s / spans, s1 = groups * (s + 1) / spans;
     uint32_t& word = state[1 + s];
-    uint32_t taken = __atomic_load_n(&word, __ATOMIC_RELAXED);
+    uint32_t taken = load_relaxed(&word);
     for (;;) {
       const int64_t lo = s0 + (taken & 0xFFFF), hi = s1 - (taken >> 16);
       if (lo >= hi) return false;
       const int64_t size = std::clamp<int64_t>((hi - lo) / 4, 1, chunk);
       const uint32_t now = taken + static_cast<uint32_t>(front ? size : size << 16);
-      if (__atomic_compare_exchange_n(&word, &taken, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+      if (cas_relaxed(&word, &taken, now)) {
         if (front) {
           run(lo, lo + size);
         } else {
@@ -619,8 +653,8 @@ void decode_shares(uint32_t* state, int64_t groups, int ith, int nth, const Run&
     while (take((ith + k) % spans, false)) {
     }
   }
-  if (__atomic_add_fetch(&state[0], 1u, __ATOMIC_ACQ_REL) == static_cast<uint32_t>(nth)) {
-    for (int s = 0; s <= spans; ++s) __atomic_store_n(&state[s], 0u, __ATOMIC_RELAXED);
+  if (add_fetch_acq_rel(&state[0], 1u) == static_cast<uint32_t>(nth)) {
+    for (int s = 0; s <= spans; ++s) store_relaxed(&state[s], 0u);
   }
 }
 
