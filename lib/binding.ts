@@ -271,24 +271,47 @@ export interface NativeBinding {
   }>;
 }
 
-/** Portable CPU variants shipped as prebuilds, best first, with the /proc/cpuinfo flags each needs. */
-const CPU_VARIANTS: readonly { name: string; flags: readonly string[] }[] = [
-  {
-    name: 'amx',
-    flags: ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd', 'avx512vbmi', 'avx512_vnni', 'avx512_bf16',
-      'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16', 'avx2', 'fma', 'f16c', 'bmi2'],
-  },
-  {
-    name: 'avx512',
-    flags: ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd', 'avx512vbmi', 'avx512_vnni', 'avx2', 'fma', 'f16c', 'bmi2'],
-  },
-  { name: 'avx2', flags: ['avx2', 'fma', 'f16c', 'bmi2'] },
-];
+/**
+ * CPU variants shipped as prebuilds (scripts/prebuildify.mjs), per architecture, best first, with the
+ * CPU flags each needs: /proc/cpuinfo's `flags` on x86-64, hwcap names on arm64.
+ */
+const CPU_VARIANTS: Readonly<Record<string, readonly { name: string; flags: readonly string[] }[]>> = {
+  x64: [
+    {
+      name: 'amx',
+      flags: ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd', 'avx512vbmi', 'avx512_vnni', 'avx512_bf16',
+        'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16', 'avx2', 'fma', 'f16c', 'bmi2'],
+    },
+    {
+      name: 'avx512',
+      flags: ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd', 'avx512vbmi', 'avx512_vnni', 'avx2', 'fma', 'f16c', 'bmi2'],
+    },
+    { name: 'avx2', flags: ['avx2', 'fma', 'f16c', 'bmi2'] },
+  ],
+  arm64: [{ name: 'dotprod', flags: ['asimddp'] }],
+};
 
 const packageRoot = join(__dirname, '..');
 
+/** arm64 hwcap bits (Linux uapi asm/hwcap.h) of the flags the arm64 variants need. */
+const ARM64_HWCAP: Readonly<Record<string, number>> = { asimddp: 1 << 20 };
+
+/**
+ * The CPU's flags. On arm64 they come from the process's auxiliary vector (AT_HWCAP), which the
+ * kernel (or an emulator) fills in for the CPU the process really runs on; /proc/cpuinfo describes
+ * the host there.
+ */
 function cpuFlags(): Set<string> {
   try {
+    if (process.arch === 'arm64') {
+      const auxv = readFileSync('/proc/self/auxv');
+      for (let o = 0; o + 16 <= auxv.length; o += 16) {
+        if (auxv.readBigUInt64LE(o) !== 16n) continue; // AT_HWCAP
+        const hwcap = auxv.readBigUInt64LE(o + 8);
+        return new Set(Object.entries(ARM64_HWCAP).filter(([, bit]) => (hwcap & BigInt(bit)) !== 0n).map(([f]) => f));
+      }
+      return new Set();
+    }
     const info = readFileSync('/proc/cpuinfo', 'utf8');
     const line = info.split('\n').find((l) => l.startsWith('flags'));
     return new Set(line ? line.slice(line.indexOf(':') + 1).trim().split(/\s+/) : []);
@@ -298,8 +321,8 @@ function cpuFlags(): Set<string> {
 }
 
 /** The prebuilt variant this CPU can run fastest, or undefined (then node-gyp-build's baseline). */
-export function pickCpuVariant(flags: ReadonlySet<string> = cpuFlags()): string | undefined {
-  return CPU_VARIANTS.find((v) => v.flags.every((f) => flags.has(f)))?.name;
+export function pickCpuVariant(flags: ReadonlySet<string> = cpuFlags(), arch: string = process.arch): string | undefined {
+  return (CPU_VARIANTS[arch] ?? []).find((v) => v.flags.every((f) => flags.has(f)))?.name;
 }
 
 /**
@@ -307,19 +330,20 @@ export function pickCpuVariant(flags: ReadonlySet<string> = cpuFlags()): string 
  * Loading a variant the CPU cannot run would kill the process with SIGILL, so a forced variant
  * is checked too; `baseline` selects node-gyp-build's portable binary.
  */
-export function chooseVariant(forced: string | undefined, flags: ReadonlySet<string>): string | undefined {
+export function chooseVariant(forced: string | undefined, flags: ReadonlySet<string>, arch: string = process.arch): string | undefined {
   if (forced === 'baseline' || forced === 'sse42') return undefined;
+  const variants = CPU_VARIANTS[arch] ?? [];
   if (forced) {
-    const v = CPU_VARIANTS.find((x) => x.name === forced);
+    const v = variants.find((x) => x.name === forced);
     if (v && v.flags.every((f) => flags.has(f))) return v.name;
     process.emitWarning(
       v
         ? `VL3_CPU_VARIANT=${forced} needs CPU features this processor lacks (${v.flags.filter((f) => !flags.has(f)).join(', ')}); using the best supported variant`
-        : `VL3_CPU_VARIANT=${forced} is not one of baseline, ${CPU_VARIANTS.map((x) => x.name).join(', ')}; ignoring it`,
+        : `VL3_CPU_VARIANT=${forced} is not one of baseline, ${variants.map((x) => x.name).join(', ')} on ${arch}; ignoring it`,
       'VideoLlama3Warning',
     );
   }
-  return pickCpuVariant(flags);
+  return pickCpuVariant(flags, arch);
 }
 
 /**
@@ -343,9 +367,9 @@ function candidates(): string[] {
   if (!process.env.PREBUILDS_ONLY) out.push(join(packageRoot, 'build', 'Release', 'videollama3.node'));
   const cuda = cudaPrebuild();
   if (cuda) out.push(cuda);
-  if (process.platform === 'linux' && process.arch === 'x64') {
+  if (process.platform === 'linux' && (process.arch === 'x64' || process.arch === 'arm64')) {
     const variant = chooseVariant(process.env.VL3_CPU_VARIANT, cpuFlags());
-    if (variant) out.push(join(packageRoot, 'prebuilds', 'linux-x64', 'variants', `videollama3-node.${variant}.node`));
+    if (variant) out.push(join(packageRoot, 'prebuilds', `linux-${process.arch}`, 'variants', `videollama3-node.${variant}.node`));
   }
   return out;
 }
