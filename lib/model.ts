@@ -37,6 +37,11 @@ export interface LoadModelOptions {
    * Values above the layer count mean all. Ignored on the CPU.
    */
   gpuLayers?: number | 'all';
+  /**
+   * The ffmpeg binary videos are decoded with (default `ffmpeg` on PATH; ffprobe is looked for next
+   * to it). In an Electron app, point it at a bundled ffmpeg unpacked from the asar archive.
+   */
+  ffmpegPath?: string;
   /** Called with loading progress (0..1). */
   onProgress?: (progress: { fraction: number; stage: 'start' | 'loaded' }) => void;
   /** Cancels loading. */
@@ -142,7 +147,7 @@ export interface DisposeOptions {
   running?: 'finish' | 'cancel';
 }
 
-const LOAD_KEYS = ['model', 'threads', 'contextSize', 'device', 'gpuLayers', 'onProgress', 'signal'] as const;
+const LOAD_KEYS = ['model', 'threads', 'contextSize', 'device', 'gpuLayers', 'ffmpegPath', 'onProgress', 'signal'] as const;
 const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop', 'topLogprobs', 'signal'] as const;
 
 function numberOption(name: string, value: unknown, min: number, max: number, fallback: number, minExclusive = false): number {
@@ -183,6 +188,7 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
   }
   const gpuLayers = rawLayers === undefined || rawLayers === 'all' ? -1 : (rawLayers as number); // -1: all
   const signal = signalOption('signal', options.signal);
+  const ffmpegPath = options.ffmpegPath === undefined ? undefined : stringOption('ffmpegPath', options.ffmpegPath);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') invalid('onProgress', 'function', options.onProgress);
   signal?.throwIfAborted();
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
@@ -202,7 +208,7 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
     throw signal.reason;
   }
   options.onProgress?.({ fraction: 1, stage: 'loaded' });
-  return new Model(nm, contextSize, threads);
+  return new Model(nm, contextSize, threads, ffmpegPath);
 }
 
 /** A loaded VideoLLaMA 3 model. Safe to share: concurrent calls are queued and interleaved. */
@@ -217,10 +223,12 @@ export class Model {
   #disposed = false;
   /** Calls that have started and not settled, each with what cancels it. */
   readonly #running = new Map<Promise<unknown>, () => void>();
+  readonly #ffmpegPath: string | undefined;
 
   /** @internal Use {@link loadModel}. */
-  constructor(nm: NativeModel, contextSize: number, threads: number) {
+  constructor(nm: NativeModel, contextSize: number, threads: number, ffmpegPath?: string) {
     this.#native = nm;
+    this.#ffmpegPath = ffmpegPath;
     const i = nm.info();
     this.info = {
       llm: i.llm,
@@ -238,11 +246,11 @@ export class Model {
 
   /** Refuses new calls once dispose() was called. */
   #accepting(): void {
-    if (this.#closing) throw new VideoLlama3Error('DISPOSED', 'This model was disposed; load it again with loadModel()');
+    if (this.#closing) throw disposedError();
   }
 
   #live(): NativeModel {
-    if (this.#disposed) throw new VideoLlama3Error('DISPOSED', 'This model was disposed; load it again with loadModel()');
+    if (this.#disposed) throw disposedError();
     return this.#native;
   }
 
@@ -252,7 +260,7 @@ export class Model {
    * `signal.reason`).
    */
   #track<T>(work: (cancelled: AbortSignal) => Promise<T>, signal?: AbortSignal, cancel?: () => void): Promise<T> {
-    this.#accepting();
+    if (this.#closing) return Promise.reject(disposedError());
     const internal = new AbortController();
     const p = work(internal.signal).catch((err: unknown) => {
       if (signal?.aborted) throw signal.reason;
@@ -562,6 +570,7 @@ export class Model {
       maxFrames,
       minFrames: Math.min(p.minFrames, maxFrames),
       ...(options.autoRotate !== undefined ? { autoRotate: options.autoRotate } : {}),
+      ...(this.#ffmpegPath !== undefined ? { ffmpegPath: this.#ffmpegPath } : {}),
       ...(signal ? { signal } : {}),
     });
     const patchSize = this.info.vision.patchSize;
@@ -774,6 +783,10 @@ export class Model {
     this.#disposed = true;
     await this.#scheduler.run(async () => this.#native.dispose());
   }
+}
+
+function disposedError(): VideoLlama3Error {
+  return new VideoLlama3Error('DISPOSED', 'This model was disposed; load it again with loadModel()');
 }
 
 /** The signal that fires when either does. */

@@ -48,7 +48,32 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import type { Metadata, OutputInfo } from 'sharp';
+
+type Sharp = typeof import('sharp').default;
+let sharpModule: Sharp | undefined;
+
+/**
+ * sharp, loaded on first use: a missing or broken sharp binary for this platform (an Electron app
+ * that did not unpack it from its asar archive, a platform sharp has no prebuild for) then only
+ * fails image decoding, with a message that says what to do, instead of the whole library.
+ */
+function sharp(...args: Parameters<Sharp>): ReturnType<Sharp> {
+  if (!sharpModule) {
+    try {
+      sharpModule = require('sharp') as Sharp;
+    } catch (err) {
+      throw new VideoLlama3Error(
+        'ADDON_NOT_FOUND',
+        `Image decoding needs sharp, which did not load for ${process.platform}-${process.arch}: ${(err as Error).message.split('\n')[0]}. ` +
+          'Reinstall with `npm install --include=optional sharp`, or pass raw pixels { data, width, height, channels }; ' +
+          'in Electron, unpack node_modules/sharp and node_modules/@img from the asar archive',
+        { cause: err },
+      );
+    }
+  }
+  return sharpModule(...args);
+}
 import { VideoLlama3Error } from '../errors';
 import { invalid } from '../validate';
 
