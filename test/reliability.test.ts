@@ -187,6 +187,7 @@ describe('dispose() with work running', () => {
     const alone = (await model.complete({ text: 'Describe.', images: [IMAGE] }, { maxTokens: 8 })).tokens;
     const disposed = m.dispose();
     await expectCode(m.complete({ text: 'hi' }), 'DISPOSED');
+    await expectCode(m.generate({ text: 'hi' }).result, 'DISPOSED'); // a Generation that rejects, not a throw
     await expectCode(m.encode(IMAGE), 'DISPOSED');
     await expectCode(() => m.tokenize('hi'), 'DISPOSED');
     const r = await running;
