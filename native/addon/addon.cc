@@ -2,13 +2,7 @@
 #include <napi.h>
 
 #if defined(_WIN32)
-#ifndef NOMINMAX  // (CMakeLists.txt defines both for the whole build)
-#define NOMINMAX
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
+#include <windows.h>  // NOMINMAX, WIN32_LEAN_AND_MEAN: CMakeLists.txt defines them for the whole build
 #else
 #include <dlfcn.h>
 #endif

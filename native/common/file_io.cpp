@@ -12,14 +12,8 @@
 #include <sys/types.h>
 
 #if defined(_WIN32)
-#ifndef NOMINMAX  // (CMakeLists.txt defines both for the whole build)
-#define NOMINMAX
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
 #include <io.h>
-#include <windows.h>
+#include <windows.h>  // NOMINMAX, WIN32_LEAN_AND_MEAN: CMakeLists.txt defines them for the whole build
 #define vl3_fseek _fseeki64
 #define vl3_ftell _ftelli64
 #else
