@@ -44,6 +44,8 @@ export interface GenerationResult {
   /** Generated token ids, in order. */
   tokens: number[];
   finishReason: FinishReason;
+  /** The sampling seed used: the `seed` option, or the random one drawn for this call. */
+  seed: number;
   usage: Usage;
   timings: Timings;
   /** Per generated token, the `topLogprobs` most likely tokens before sampling (when asked for). */

@@ -1,5 +1,6 @@
 /** Loading a converted model and running it: `loadModel()` → {@link Model}. */
-import { existsSync, statSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { call, callSync, native, type NativeModel, type NativeSession } from './binding';
@@ -62,7 +63,11 @@ export interface GenerateOptions {
   minP?: number;
   /** Hugging Face repetition penalty over prompt and output (1 = off, default). */
   repetitionPenalty?: number;
-  /** Random seed: the same seed and options give the same text (default 0). */
+  /**
+   * Random seed: the same seed and options give the same text. Default: a fresh random seed for
+   * each call (reported as `result.seed`), so repeated sampled calls differ; greedy decoding
+   * (`temperature: 0`) does not depend on it.
+   */
   seed?: number;
   /** Strings that end generation; they are not included in the text. */
   stop?: string[];
@@ -649,7 +654,8 @@ export class Model {
       topP: numberOption('topP', options.topP, 0, 1, 1, true),
       minP: numberOption('minP', options.minP, 0, 1, 0),
       repetitionPenalty: numberOption('repetitionPenalty', options.repetitionPenalty, 0, 100, 1, true),
-      seed: intOption('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, 0),
+      // 2^53 - 1 at most: the seed travels as a JS number (reported back in result.seed).
+      seed: intOption('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, randomInt(0, 2 ** 48 - 1)),
       topLogprobs: intOption('topLogprobs', options.topLogprobs, 0, 20, 0),
       stopIds: this.info.eosIds,
     };
@@ -666,7 +672,7 @@ export class Model {
     try {
       built = await this.#buildPrompt(prompt, anySignal(signal, disposing), this.info.contextSize - 1);
     } catch (err) {
-      if (disposing.aborted && !signal?.aborted) return cancelledResult(t0);
+      if (disposing.aborted && !signal?.aborted) return cancelledResult(t0, sampling.seed);
       throw err;
     }
     const { segments, promptTokens, visionTokens, videos } = built;
@@ -683,7 +689,7 @@ export class Model {
       try {
         await this.#scheduler.run(() => call(() => session.evaluate(segments)));
       } catch (err) {
-        if (isCancelled() && !signal?.aborted && err instanceof VideoLlama3Error && err.code === 'ABORTED') return cancelledResult(t0, promptTokens, visionTokens);
+        if (isCancelled() && !signal?.aborted && err instanceof VideoLlama3Error && err.code === 'ABORTED') return cancelledResult(t0, sampling.seed, promptTokens, visionTokens);
         throw err;
       }
       const prefillMs = performance.now() - tp;
@@ -744,6 +750,7 @@ export class Model {
         text,
         tokens,
         finishReason,
+        seed: sampling.seed,
         usage: { promptTokens, visionTokens, completionTokens: tokens.length },
         timings: {
           visionMs,
@@ -795,12 +802,13 @@ function anySignal(a: AbortSignal | undefined, b: AbortSignal): AbortSignal {
 }
 
 /** A generation ended by `dispose({ running: 'cancel' })` before its first token. */
-function cancelledResult(t0: number, promptTokens = 0, visionTokens = 0): GenerationResult {
+function cancelledResult(t0: number, seed: number, promptTokens = 0, visionTokens = 0): GenerationResult {
   const totalMs = performance.now() - t0;
   return {
     text: '',
     tokens: [],
     finishReason: 'cancelled',
+    seed,
     usage: { promptTokens, visionTokens, completionTokens: 0 },
     timings: { visionMs: 0, prefillMs: 0, decodeMs: 0, timeToFirstTokenMs: totalMs, totalMs, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0 },
   };

@@ -58,6 +58,16 @@ describe('generate()', () => {
     const s1 = await model.complete('hello', { maxTokens: 10, temperature: 1.5, topK: 50, topP: 0.95, seed: 7 });
     const s2 = await model.complete('hello', { maxTokens: 10, temperature: 1.5, topK: 50, topP: 0.95, seed: 7 });
     expect(s1.tokens).toEqual(s2.tokens);
+    expect(s1.seed).toBe(7);
+  });
+
+  it('samples with a fresh seed per call when none is given, and result.seed reproduces it', async () => {
+    const opts = { maxTokens: 16, temperature: 1.5, topK: 0, topP: 1 };
+    const runs = await Promise.all(Array.from({ length: 4 }, () => model.complete('hello', opts)));
+    expect(new Set(runs.map((r) => r.seed)).size).toBe(4);
+    expect(new Set(runs.map((r) => r.tokens.join(','))).size).toBeGreaterThan(1); // best-of-N is not N copies
+    const again = await model.complete('hello', { ...opts, seed: runs[0]!.seed });
+    expect(again.tokens).toEqual(runs[0]!.tokens);
   });
 
   it('reuses VisionTokens from encode() without a second vision pass', async () => {
