@@ -94,6 +94,11 @@ export interface NativeSession {
     seed: number;
     topLogprobs: number;
     stopIds: number[];
+    /**
+     * Structured output: ceil(vocab / 32) words, bit (id % 32) of word (id / 32) set = token id
+     * allowed. Applied to the logits before everything else (log-probs included).
+     */
+    mask?: Int32Array | Uint32Array;
   }): Promise<{ id: number; top: { id: number; logprob: number }[] }>;
   abort(): void;
   /** Frees the KV cache now, aborting a background forward pass (a call in flight keeps it until it returns). */
@@ -107,6 +112,8 @@ export interface NativeModel {
   info(): NativeModelInfo;
   tokenize(text: string, parseSpecial: boolean): Int32Array;
   detokenize(ids: Int32Array | number[]): Buffer;
+  /** Every token's bytes (as detokenize gives them) joined, where each starts, and which are control tokens. */
+  vocabulary(): { bytes: Buffer; offsets: Uint32Array; special: Uint8Array };
   encodeImage(
     pixels: Float32Array,
     gridH: number,

@@ -1,6 +1,10 @@
 /** Streaming generation: an AsyncIterable of text chunks with a `.result` promise. */
 
-/** Why generation ended: an end-of-sequence token or stop string, `maxTokens`, or the consumer left the loop. */
+/**
+ * Why generation ended: an end-of-sequence token or stop string (with structured output also the
+ * grammar's end: the value is complete), `maxTokens` or the context size (`'length'`: a structured
+ * value is then cut short, invalid), or the consumer left the loop.
+ */
 export type FinishReason = 'stop' | 'length' | 'cancelled';
 
 /** One (token id, log-probability) pair. */
@@ -35,6 +39,12 @@ export interface Timings {
   prefillTokensPerSecond: number;
   /** Generated tokens per second after the first. */
   decodeTokensPerSecond: number;
+  /**
+   * Structured output only: time on the JavaScript thread in xgrammar (accepting each token and
+   * filling the next token mask), over the whole generation; the mask's application in the
+   * native sampler is part of decoding.
+   */
+  grammarMs?: number;
 }
 
 /** What a finished generation returns. */

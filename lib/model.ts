@@ -4,20 +4,34 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { call, callSync, native, type NativeModel, type NativeSession } from './binding';
-import { MODEL_FILES } from './convert';
+import { CONVERT_TYPES, MODEL_FILES, type ConvertType } from './convert';
 import { VideoLlama3Error, fromNativeError } from './errors';
+import { hubModelFolder, type HubProgress } from './hub';
 import { Generation, type FinishReason, type GenerationResult, type TokenLogprob } from './generation';
 import { decodeImage, imageSize } from './media/image';
 import { formatTimestamp, planVideo } from './media/video';
 import { renderPrompt, toMessages, type ImageInput, type Prompt, type VideoPartOptions, type VideoPromptInput } from './prompt';
 import { Scheduler } from './scheduler';
+import { StructuredEngine, type StructuredSpec } from './structured/engine';
+import type { GrammarMatcher } from '@mlc-ai/web-xgrammar';
 import { checkKnownKeys, choiceOption, intOption, invalid, signalOption, stringOption } from './validate';
 import { VisionTokens, type VideoTokenLayout } from './vision-tokens';
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
-  /** A folder made by `videollama3 convert` (holding llm.gguf and vision.gguf). */
+  /**
+   * A folder made by `videollama3 convert` (holding llm.gguf and vision.gguf), or a Hugging Face
+   * repo id `owner/name` (optionally `owner/name@revision`) when no such path exists: the repo is
+   * downloaded into the Hugging Face cache and converted once (see the README, "Download from the hub").
+   */
   model: string;
+  /**
+   * For a hub repo id only: the stored type of the converted weights (default `'f16'`; as
+   * `videollama3 convert --type`). Ignored for repos that hold llm.gguf and vision.gguf.
+   */
+  type?: ConvertType;
+  /** For a hub repo id only: the branch, tag or commit to download (default `main`). */
+  revision?: string;
   /**
    * CPU threads per computation (default: all cores, at most 8; 1..256). More threads than the
    * machine has cores are capped to the core count (`info.threads` says how many run): ggml's
@@ -43,8 +57,11 @@ export interface LoadModelOptions {
    * to it). In an Electron app, point it at a bundled ffmpeg unpacked from the asar archive.
    */
   ffmpegPath?: string;
-  /** Called with loading progress (0..1). */
-  onProgress?: (progress: { fraction: number; stage: 'start' | 'loaded' }) => void;
+  /**
+   * Called with loading progress (0..1); for a hub repo id also while files download
+   * (`stage: 'download'`) and the checkpoint converts (`stage: 'convert'`), see {@link HubProgress}.
+   */
+  onProgress?: (progress: { fraction: number; stage: 'start' | 'loaded' } | HubProgress) => void;
   /** Cancels loading. */
   signal?: AbortSignal;
 }
@@ -71,11 +88,37 @@ export interface GenerateOptions {
   seed?: number;
   /** Strings that end generation; they are not included in the text. */
   stop?: string[];
-  /** Report this many most likely tokens per generated token (0..20, default 0). */
+  /**
+   * Report this many most likely tokens per generated token (0..20, default 0). With
+   * `responseFormat` or `grammar` they are log-probabilities of the constrained distribution
+   * (disallowed tokens removed, the rest renormalized), and only allowed tokens are listed, so a
+   * step may list fewer.
+   */
   topLogprobs?: number;
+  /**
+   * Structured output (constrained decoding with xgrammar): `{ type: 'json_schema', schema }`
+   * (a JSON Schema, as an object or JSON text) or `{ type: 'json_object' }` (any JSON object);
+   * `{ type: 'text' }` is no constraint. Tokens that would break the format are never sampled,
+   * and generation ends (`finishReason: 'stop'`) once the value is complete. With
+   * `finishReason: 'length'` (maxTokens or the context ran out) or a `stop` string cutting it,
+   * the text is a truncated, invalid value. Properties a schema does not name are not generated
+   * (xgrammar's strict mode) unless `additionalProperties` allows them. Not with `grammar`.
+   */
+  responseFormat?: ResponseFormat;
+  /**
+   * Structured output: an EBNF grammar in xgrammar's syntax (GBNF-like, rule `root` first used:
+   * `root ::= "yes" | "no"`); the text is a sentence of it. Not with `responseFormat`.
+   */
+  grammar?: string;
   /** Aborts generation; the call rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
+
+/** The `responseFormat` of {@link GenerateOptions}. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; schema: Record<string, unknown> | boolean | string };
 
 /** Options of {@link Model.encode}. */
 export interface EncodeOptions extends VideoPartOptions {
@@ -152,8 +195,46 @@ export interface DisposeOptions {
   running?: 'finish' | 'cancel';
 }
 
-const LOAD_KEYS = ['model', 'threads', 'contextSize', 'device', 'gpuLayers', 'ffmpegPath', 'onProgress', 'signal'] as const;
-const GENERATE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop', 'topLogprobs', 'signal'] as const;
+const LOAD_KEYS = ['model', 'type', 'revision', 'threads', 'contextSize', 'device', 'gpuLayers', 'ffmpegPath', 'onProgress', 'signal'] as const;
+const GENERATE_KEYS = [
+  'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'stop', 'topLogprobs', 'responseFormat', 'grammar', 'signal',
+] as const;
+
+/** The constraint of `responseFormat` / `grammar`, validated; undefined for none. */
+function structuredOption(options: GenerateOptions): StructuredSpec | undefined {
+  const { responseFormat: rf, grammar } = options;
+  if (rf !== undefined && grammar !== undefined) {
+    throw new VideoLlama3Error('INVALID_ARGUMENT', 'responseFormat and grammar are mutually exclusive: pass one of them');
+  }
+  if (grammar !== undefined) return { kind: 'grammar', source: stringOption('grammar', grammar), option: 'grammar' };
+  if (rf === undefined) return undefined;
+  if (typeof rf !== 'object' || rf === null || Array.isArray(rf)) {
+    invalid('responseFormat', "object { type: 'json_schema', schema } or { type: 'json_object' }", rf);
+  }
+  const type = choiceOption('responseFormat.type', (rf as { type?: unknown }).type, ['text', 'json_object', 'json_schema'] as const, 'text');
+  checkKnownKeys('responseFormat', rf, type === 'json_schema' ? ['type', 'schema'] : ['type']);
+  if (type === 'text') return undefined;
+  if (type === 'json_object') return { kind: 'json_object', source: '', option: 'responseFormat' };
+  const schema: unknown = (rf as { schema?: unknown }).schema;
+  let source: string;
+  if (typeof schema === 'string') {
+    try {
+      JSON.parse(schema);
+    } catch {
+      invalid('responseFormat.schema', 'JSON Schema (an object, or its JSON text)', schema.length > 40 ? `${schema.slice(0, 40)}...` : schema);
+    }
+    source = schema;
+  } else if (typeof schema === 'boolean' || (typeof schema === 'object' && schema !== null && !Array.isArray(schema))) {
+    try {
+      source = JSON.stringify(schema);
+    } catch (err) {
+      throw new VideoLlama3Error('INVALID_ARGUMENT', `responseFormat.schema cannot be written as JSON: ${(err as Error).message}`);
+    }
+  } else {
+    invalid('responseFormat.schema', 'JSON Schema (an object, or its JSON text)', schema);
+  }
+  return { kind: 'json_schema', source, option: 'responseFormat.schema' };
+}
 
 function numberOption(name: string, value: unknown, min: number, max: number, fallback: number, minExclusive = false): number {
   if (value === undefined) return fallback;
@@ -182,7 +263,9 @@ interface BuiltPrompt {
 export async function loadModel(options: LoadModelOptions): Promise<Model> {
   if (typeof options !== 'object' || options === null) invalid('options', 'object { model, ... }', options);
   checkKnownKeys('loadModel', options, LOAD_KEYS);
-  const dir = resolve(stringOption('model', options.model));
+  const modelArg = stringOption('model', options.model);
+  const type = options.type === undefined ? undefined : choiceOption('type', options.type, CONVERT_TYPES, 'f16');
+  const revision = options.revision === undefined ? undefined : stringOption('revision', options.revision);
   const cores = availableParallelism();
   const threads = Math.min(cores, intOption('threads', options.threads, 1, 256, Math.min(8, cores)));
   const contextSize = intOption('contextSize', options.contextSize, 16, 1 << 20, 4096);
@@ -196,6 +279,7 @@ export async function loadModel(options: LoadModelOptions): Promise<Model> {
   const ffmpegPath = options.ffmpegPath === undefined ? undefined : stringOption('ffmpegPath', options.ffmpegPath);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') invalid('onProgress', 'function', options.onProgress);
   signal?.throwIfAborted();
+  const dir = (await hubModelFolder(modelArg, { type, revision, signal, onProgress: options.onProgress })) ?? resolve(modelArg);
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new VideoLlama3Error('IO_ERROR', `Model folder ${dir} does not exist; convert a checkpoint with \`npx videollama3 convert <hf-dir> ${dir}\``);
   }
@@ -229,6 +313,8 @@ export class Model {
   /** Calls that have started and not settled, each with what cancels it. */
   readonly #running = new Map<Promise<unknown>, () => void>();
   readonly #ffmpegPath: string | undefined;
+  /** xgrammar's state for this model, made on the first structured-output request. */
+  #structured: StructuredEngine | undefined;
 
   /** @internal Use {@link loadModel}. */
   constructor(nm: NativeModel, contextSize: number, threads: number, ffmpegPath?: string) {
@@ -662,9 +748,40 @@ export class Model {
     const stop = options.stop ?? [];
     if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string' && s.length > 0)) invalid('stop', 'array of non-empty strings', stop);
     const signal = signalOption('signal', options.signal);
+    const structured = structuredOption(options);
     signal?.throwIfAborted();
     const nm = this.#live();
 
+    // 0. Structured output: the grammar's matcher (a refused schema fails here, before any work).
+    const matcher = structured ? await this.#structuredEngine(nm).matcher(structured) : undefined;
+    try {
+      return await this.#decode(prompt, options, emit, isCancelled, setSession, disposing, t0, maxTokens, sampling, stop, signal, nm, matcher);
+    } finally {
+      matcher?.dispose();
+    }
+  }
+
+  /** xgrammar's state for this model, made on first use. */
+  #structuredEngine(nm: NativeModel): StructuredEngine {
+    this.#structured ??= new StructuredEngine(() => nm.vocabulary(), this.info.llm.vocabSize, this.info.eosIds);
+    return this.#structured;
+  }
+
+  async #decode(
+    prompt: Prompt,
+    options: GenerateOptions,
+    emit: (chunk: string) => void,
+    isCancelled: () => boolean,
+    setSession: (s: NativeSession) => void,
+    disposing: AbortSignal,
+    t0: number,
+    maxTokens: number,
+    sampling: Parameters<NativeSession['step']>[0],
+    stop: string[],
+    signal: AbortSignal | undefined,
+    nm: NativeModel,
+    matcher: GrammarMatcher | undefined,
+  ): Promise<GenerationResult> {
     // 1. Prompt: render, encode images, tokenize text pieces (refused before any vision work when
     // it cannot fit). dispose({ running: 'cancel' }) here ends the call as cancelled, with no text.
     const tv = performance.now();
@@ -703,6 +820,13 @@ export class Model {
       let emitted = 0;
       let finishReason: FinishReason = 'length';
       let tFirst = 0;
+      // Structured output: the mask of the next sample. A step samples from the logits of the
+      // previous step's forward pass (which runs while this thread gets the mask ready), so the
+      // mask for token t + 1 is filled after token t was accepted and goes with the step after.
+      let grammarMs = 0;
+      const tg = performance.now();
+      let mask = matcher ? await matcher.getNextTokenBitmask() : undefined;
+      grammarMs += performance.now() - tg;
       while (tokens.length < maxTokens) {
         if (isCancelled()) {
           finishReason = 'cancelled';
@@ -711,7 +835,7 @@ export class Model {
         signal?.throwIfAborted();
         let step: { id: number; top: TokenLogprob[] };
         try {
-          step = await this.#scheduler.run(() => call(() => session.step(sampling)));
+          step = await this.#scheduler.run(() => call(() => session.step(mask ? { ...sampling, mask } : sampling)));
         } catch (err) {
           // Leaving the loop aborts the step in flight: that is a cancellation, not an error.
           if (isCancelled() && err instanceof VideoLlama3Error && err.code === 'ABORTED') {
@@ -721,6 +845,13 @@ export class Model {
           throw err;
         }
         if (tokens.length === 0) tFirst = performance.now();
+        if (matcher) {
+          const ta = performance.now();
+          if (!matcher.acceptToken(step.id)) {
+            throw new VideoLlama3Error('INTERNAL', `xgrammar refused token ${step.id}, which its own mask allowed`);
+          }
+          grammarMs += performance.now() - ta;
+        }
         tokens.push(step.id);
         if (sampling.topLogprobs > 0) logprobs.push(step.top);
         if (this.info.eosIds.includes(step.id)) {
@@ -740,6 +871,11 @@ export class Model {
           emitted = safe;
         }
         if (session.position >= session.contextSize) break;
+        if (matcher && tokens.length < maxTokens) {
+          const tm = performance.now();
+          mask = await matcher.getNextTokenBitmask();
+          grammarMs += performance.now() - tm;
+        }
       }
       if (finishReason !== 'stop' || stop.length === 0) text += decoder.decode();
       if (text.length > emitted) emit(text.slice(emitted));
@@ -762,6 +898,7 @@ export class Model {
           decodeTokensPerSecond: decodeMs > 0 ? ((tokens.length - 1) / decodeMs) * 1000 : 0,
         },
       };
+      if (matcher) result.timings.grammarMs = grammarMs;
       if (sampling.topLogprobs > 0) result.logprobs = logprobs;
       if (videos.length > 0) result.videos = videos;
       return result;
@@ -788,6 +925,7 @@ export class Model {
     await Promise.allSettled([...this.#running.keys()]);
     if (this.#disposed) return;
     this.#disposed = true;
+    await this.#structured?.dispose();
     await this.#scheduler.run(async () => this.#native.dispose());
   }
 }

@@ -140,13 +140,15 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
         });
   }
 
-  // step({ temperature, topK, topP, minP, repetitionPenalty, seed, topLogprobs, stopIds }) -> Promise<{ id, top }>
+  // step({ temperature, topK, topP, minP, repetitionPenalty, seed, topLogprobs, stopIds, mask? }) -> Promise<{ id, top }>
+  //   mask: Int32Array | Uint32Array of ceil(vocab / 32) words, bit set = token allowed (structured output)
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto s = live(env);
     SamplingParams p;
     int top = 0;
     std::vector<int32_t> stop;
+    std::vector<uint32_t> mask;
     if (info.Length() > 0 && info[0].IsObject()) {
       Napi::Object o = info[0].As<Napi::Object>();
       p.temperature = static_cast<float>(num_option(o, "temperature", 0));
@@ -157,9 +159,20 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
       p.seed = static_cast<uint64_t>(num_option(o, "seed", 0));
       top = int_option(o, "topLogprobs", 0);
       if (o.Has("stopIds")) stop = ids_from(env, o.Get("stopIds"));
+      Napi::Value m = o.Get("mask");
+      if (!m.IsUndefined()) {
+        if (!m.IsTypedArray()) throw_invalid(env, "Expected an Int32Array or Uint32Array for mask");
+        Napi::TypedArray ta = m.As<Napi::TypedArray>();
+        if (ta.TypedArrayType() != napi_int32_array && ta.TypedArrayType() != napi_uint32_array) {
+          throw_invalid(env, "Expected an Int32Array or Uint32Array for mask");
+        }
+        const auto* words = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+        mask.assign(words, words + ta.ElementLength());
+        if (mask.empty()) throw_invalid(env, "Expected a non-empty mask");
+      }
     }
     return PromiseWorker<StepResult>::Start(
-        env, [s, p, top, stop]() { return s->step(p, top, stop); },
+        env, [s, p, top, stop, mask = std::move(mask)]() { return s->step(p, top, stop, mask); },
         [](Napi::Env env, StepResult& r) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("id", r.id);
@@ -198,6 +211,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                    {InstanceMethod("info", &NativeModel::Info),
                                     InstanceMethod("tokenize", &NativeModel::Tokenize),
                                     InstanceMethod("detokenize", &NativeModel::Detokenize),
+                                    InstanceMethod("vocabulary", &NativeModel::Vocabulary),
                                     InstanceMethod("encodeImage", &NativeModel::EncodeImage),
                                     InstanceMethod("createSession", &NativeModel::CreateSession),
                                     InstanceMethod("dispose", &NativeModel::Dispose)});
@@ -295,6 +309,30 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       throw make_error(env, e.code_name(), e.what());
     }
     return Napi::Buffer<char>::Copy(env, bytes.data(), bytes.size());
+  }
+
+  // vocabulary() -> { bytes: Buffer, offsets: Uint32Array (n + 1), special: Uint8Array (n) }: what
+  // decode() emits for each token id (token i = bytes[offsets[i], offsets[i + 1])), and which ids
+  // are control tokens (<|im_end|>, ...). n is the tokenizer's size (the logits may be longer).
+  Napi::Value Vocabulary(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    const Tokenizer& t = m->tokenizer();
+    const int32_t n = t.vocab_size();
+    std::string all;
+    Napi::Uint32Array offsets = Napi::Uint32Array::New(env, static_cast<size_t>(n) + 1);
+    Napi::Uint8Array special = Napi::Uint8Array::New(env, static_cast<size_t>(n));
+    offsets[0] = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      all += t.decode(&i, 1);
+      offsets[static_cast<size_t>(i) + 1] = static_cast<uint32_t>(all.size());
+      special[static_cast<size_t>(i)] = t.is_special(i) ? 1 : 0;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("bytes", Napi::Buffer<char>::Copy(env, all.data(), all.size()));
+    o.Set("offsets", offsets);
+    o.Set("special", special);
+    return o;
   }
 
   struct EncodeResult {

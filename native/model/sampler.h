@@ -32,16 +32,28 @@ class Sampler {
    * Picks the next token. `history` holds the ids the repetition penalty applies to (prompt
    * and generated text, as HF does). When `top_logprobs` > 0, fills `top` with that many
    * (id, log-softmax) pairs of the raw logits, most likely first.
+   *
+   * `mask` (structured output), when not null, is a bitmask of ceil(vocab / 32) words: bit
+   * (id % 32) of word (id / 32) set = token `id` allowed. Disallowed tokens get logit -inf first,
+   * before the repetition penalty, temperature, top-k/top-p/min-p and the log-probs, so `top`
+   * holds log-probs of the constrained distribution (disallowed tokens never appear in it, so it
+   * may be shorter than `top_logprobs`). Throws InvalidArgument when the mask allows no token.
    */
   int32_t sample(std::vector<float>& logits, const std::vector<int32_t>& history, int top_logprobs,
-                 std::vector<TokenLogprob>* top);
+                 std::vector<TokenLogprob>* top, const std::vector<uint32_t>* mask = nullptr);
 
  private:
   SamplingParams p_;
   std::mt19937_64 rng_;
 };
 
-/** The `k` largest entries of log_softmax(logits), most likely first (ties: lower id first). */
-std::vector<TokenLogprob> top_logprobs(const std::vector<float>& logits, int k);
+/**
+ * The `k` largest entries of log_softmax(logits), most likely first (ties: lower id first); with
+ * `only` (not null), among those ids alone (the others are -inf).
+ */
+std::vector<TokenLogprob> top_logprobs(const std::vector<float>& logits, int k, const std::vector<int32_t>* only = nullptr);
+
+/** Sets the logits of tokens `mask` disallows to -inf and returns the allowed ids (ascending). */
+std::vector<int32_t> apply_token_mask(std::vector<float>& logits, const std::vector<uint32_t>& mask);
 
 }  // namespace vl3

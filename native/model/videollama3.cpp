@@ -201,7 +201,8 @@ std::vector<float> Session::evaluate(const std::vector<PromptSegment>& segments,
   return all;
 }
 
-StepResult Session::step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids) {
+StepResult Session::step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids,
+                         const std::vector<uint32_t>& mask) {
   settle();
   abort_.store(false);
   check(!logits_.empty(), ErrorCode::InvalidArgument, "Nothing to sample from: evaluate a prompt first");
@@ -212,7 +213,10 @@ StepResult Session::step(const SamplingParams& params, int top_logprobs, const s
   sampler_->set_params(params);
   StepResult r;
   std::vector<float> logits = logits_;
-  r.id = sampler_->sample(logits, history_, top_logprobs, &r.top);
+  const size_t words = (logits.size() + 31) / 32;
+  check(mask.empty() || mask.size() == words, ErrorCode::InvalidArgument,
+        format("A token mask must have %zu words (vocabulary %zu) but has %zu", words, logits.size(), mask.size()));
+  r.id = sampler_->sample(logits, history_, top_logprobs, &r.top, mask.empty() ? nullptr : &mask);
   const bool stop = std::find(stop_ids.begin(), stop_ids.end(), r.id) != stop_ids.end();
   if (!stop && cache_->size() < cache_->capacity()) {
     history_.push_back(r.id);

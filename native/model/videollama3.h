@@ -126,8 +126,12 @@ class Session : public std::enable_shared_from_this<Session> {
    * unless it is in `stop_ids` or the context is full, starts evaluating it in the background.
    * Returns without waiting for that forward pass; the next step() or evaluate() waits for it and
    * throws its error, if any. So the caller's handling of a token overlaps the next forward pass.
+   * `mask` (structured output; empty = none): the allowed-token bitmask of this step's sample
+   * (see Sampler::sample). It applies to the logits this call samples from, which the previous
+   * step's forward pass produced, so a caller computes it after seeing the previous token.
    */
-  StepResult step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids);
+  StepResult step(const SamplingParams& params, int top_logprobs, const std::vector<int32_t>& stop_ids,
+                  const std::vector<uint32_t>& mask = {});
 
   /** Raised from any thread; the running graph stops and the call (or the next one) throws ABORTED. */
   void abort() { abort_.store(true); }
