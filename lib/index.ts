@@ -17,7 +17,9 @@ export {
   type EncodeOptions,
   type GenerateOptions,
   type LoadModelOptions,
+  type DisposeOptions,
   type ModelInfo,
+  type ResponseFormat,
 } from './model';
 export {
   Generation,
@@ -29,3 +31,11 @@ export {
 } from './generation';
 export { VisionTokens, type VisionSource } from './vision-tokens';
 export type { ChatMessage, ContentPart, ImageInput, Prompt, RawImage } from './prompt';
+export {
+  createServer,
+  type ListenOptions,
+  type ServerAddress,
+  type ServerOptions,
+  type VideoLlama3Server,
+} from './server/server';
+export { pullModel, type HubProgress, type PullOptions, type PullResult } from './hub';

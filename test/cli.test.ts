@@ -42,6 +42,29 @@ describe.skipIf(!existsSync(CLI))('videollama3 CLI (dist/ built by npm install)'
     expect(['stop', 'length']).toContain(out.finishReason);
   });
 
+  it('bench: warm-up, rounds of concurrent requests, per-stage percentiles as JSON or a table', async () => {
+    const r = await cli('bench', '--model', model, '--image', IMAGE, '--max-tokens', '4', '--warmup', '1', '--reps', '2', '--concurrency', '2', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      plan: { reps: number; concurrency: number };
+      rounds: { wallMs: number; requests: unknown[] }[];
+      timings: Record<string, { p50: number; p90: number; max: number }>;
+      usage: { visionTokens: number };
+      aggregateTokensPerSecond: { p50: number };
+      peakRssMiB: number;
+    };
+    expect(out.plan).toMatchObject({ reps: 2, concurrency: 2 });
+    expect(out.rounds.map((x) => x.requests.length)).toEqual([2, 2]);
+    expect(out.timings.totalMs!.p50).toBeGreaterThan(0);
+    expect(out.timings.visionMs!.max).toBeGreaterThanOrEqual(out.timings.visionMs!.p50);
+    expect(out.usage.visionTokens).toBeGreaterThan(0);
+    expect(out.aggregateTokensPerSecond.p50).toBeGreaterThan(0);
+    const table = await cli('bench', '--model', model, '--prompt', 'hi', '--max-tokens', '2', '--reps', '1', '--warmup', '0');
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/time to first token\s+[\d.]+/);
+    expect((await cli('bench', '--model', model, '--reps', '0')).code).not.toBe(0);
+  });
+
   it('generate streams text; encode writes a .npy of the vision tokens', async () => {
     const g = await cli('generate', '--model', model, '--prompt', 'hello', '--max-tokens', '3');
     expect(g.code, g.stderr).toBe(0);

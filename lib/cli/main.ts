@@ -2,11 +2,15 @@
 // The `videollama3` command. Each subcommand parses its flags with node:util parseArgs.
 import { parseArgs } from 'node:util';
 import { benchmarkMatmul } from '../bench';
+import { formatBench, runBench } from './bench';
+import { pullCommand } from './pull';
 import { CONVERT_TYPES, convertModel, type ConvertType } from '../convert';
 import { VideoLlama3Error } from '../errors';
 import { readGgufInfo } from '../gguf';
+import { basename, resolve } from 'node:path';
 import { loadModel, type LoadModelOptions } from '../model';
 import type { ContentPart, Prompt } from '../prompt';
+import { createServer } from '../server/server';
 import { writeNpy } from './npy';
 import { systemInfo } from '../system';
 import { ProgressBar } from './progress';
@@ -34,10 +38,32 @@ Commands:
       --device <d>             auto (default) | cpu | cuda
       --gpu-layers <n>         decoder layers on the GPU (default all)
       --json                   print one JSON object instead of streaming text
+  serve --model <dir>          OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions,
+                               /v1/models, /health, /metrics); SIGTERM / SIGINT drain, then exit
+      --host <h>               interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)
+      --port <n>               TCP port (default 8080; 0 picks a free one)
+      --model-name <id>        model id of /v1/models and responses (default: the folder's name)
+      --api-key <key>          require Authorization: Bearer <key> on /v1/* (or VIDEOLLAMA3_API_KEY)
+      --allowed-media-dir <d>  allow file:// media URLs inside this folder (default: refused)
+      --allow-remote-media     fetch http(s):// media URLs (default: refused)
+      --remote-media-max-bytes <n> --remote-media-timeout-ms <n>
+                               limits of a remote fetch (default 67108864 bytes, 30000 ms)
+      --max-queue <n>          requests admitted, running + waiting (default 64); more get 429
+      --max-concurrent <n>     generations running at once (default 4)
+      --timeout-ms <n>         per-request limit, queueing included (default 600000)
+      --body-limit-bytes <n>   largest request body (default 33554432)
+      --cors-origin <origin>   allow this browser origin (repeatable; '*' for any; default none)
+      --log-requests           one JSON log line per request on stdout
+      --threads <n> --context-size <n> --device <d> --gpu-layers <n>
   encode --model <dir> (--image <path> | --video <path>) --out <file.npy>
                                Write the projected vision tokens (a video's: kept tokens, frame after frame)
-  bench --model <dir> [--image <path>] [--prompt <text>] [--max-tokens <n>]
-                               Per-stage times, tokens/s and peak RSS as JSON
+  pull <hf-repo> [--revision <r>] [--type <t>] [--json]
+                               Download a checkpoint from the Hugging Face hub into its cache and
+                               convert it once; prints the model folder
+  bench --model <dir> [--image <path> | --video <path>] [--prompt <text>] [--max-tokens <n>]
+        [--warmup <n>] [--reps <n>] [--concurrency <n>] [--json]
+                               Per-stage times (p50/p90/max; --json: every request and percentiles),
+                               tokens/s, aggregate throughput and peak RSS
   inspect <file.gguf>          Print a GGUF file's metadata and tensor table as JSON
       --arrays                 include long arrays (vocabulary, merges) in full
   info                         Print the native addon's build and device facts as JSON
@@ -116,6 +142,9 @@ const MODEL_FLAGS = {
   'context-size': { type: 'string' },
   out: { type: 'string' },
   json: { type: 'boolean' },
+  reps: { type: 'string' },
+  warmup: { type: 'string' },
+  concurrency: { type: 'string' },
 } as const;
 
 function numeric(v: string | undefined, flag: string): number | undefined {
@@ -125,17 +154,21 @@ function numeric(v: string | undefined, flag: string): number | undefined {
   return n;
 }
 
-async function withModel(argv: string[]) {
-  const { values } = parseArgs({ args: argv, options: MODEL_FLAGS, allowPositionals: false });
+/** Loads the model that --model and the loading flags name. */
+function loadFromFlags(values: { model?: string; threads?: string; 'context-size'?: string; device?: string; 'gpu-layers'?: string }) {
   if (!values.model) fail('--model <dir> is required (a folder made by `videollama3 convert`)');
-  const model = await loadModel({
+  return loadModel({
     model: values.model,
     threads: numeric(values.threads, 'threads'),
     contextSize: numeric(values['context-size'], 'context-size'),
     device: values.device as LoadModelOptions['device'],
     gpuLayers: values['gpu-layers'] === 'all' ? 'all' : numeric(values['gpu-layers'], 'gpu-layers'),
   });
-  return { values, model };
+}
+
+async function withModel(argv: string[]) {
+  const { values } = parseArgs({ args: argv, options: MODEL_FLAGS, allowPositionals: false });
+  return { values, model: await loadFromFlags(values) };
 }
 
 function promptOf(values: {
@@ -218,23 +251,102 @@ async function bench(argv: string[]): Promise<void> {
   const t0 = performance.now();
   const { values, model } = await withModel(argv);
   const loadMs = performance.now() - t0;
-  const r = await model.complete(
-    { text: values.prompt ?? 'Describe the image in detail.', images: values.image ?? [] },
-    { maxTokens: numeric(values['max-tokens'], 'max-tokens') ?? 64, temperature: 0 },
-  );
-  const out = {
+  const reps = numeric(values.reps, 'reps') ?? 3;
+  const warmup = numeric(values.warmup, 'warmup') ?? 1;
+  const concurrency = numeric(values.concurrency, 'concurrency') ?? 1;
+  for (const [name, v, max] of [['reps', reps, 1000], ['warmup', warmup, 100], ['concurrency', concurrency, 256]] as const) {
+    if (!Number.isInteger(v) || v < (name === 'warmup' ? 0 : 1) || v > max) fail(`--${name} must be an integer between ${name === 'warmup' ? 0 : 1} and ${max}`);
+  }
+  const prompt = promptOf({ ...values, prompt: values.prompt ?? (values.video ? 'Describe the video in detail.' : 'Describe the image in detail.') });
+  const report = await runBench(model, { prompt, maxTokens: numeric(values['max-tokens'], 'max-tokens') ?? 64, warmup, reps, concurrency }, (r, ms) => {
+    if (!values.json) process.stderr.write(`round ${r + 1}/${reps}: ${(ms / 1000).toFixed(2)} s\n`);
+  });
+  const facts = {
     model: values.model,
-    threads: model.info.llm && (numeric(values.threads, 'threads') ?? null),
+    threads: model.info.threads,
     device: model.info.device,
     loadMs,
-    usage: r.usage,
-    timings: r.timings,
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
     weightBytes: model.info.weightBytes,
     system: systemInfo(),
   };
-  process.stdout.write(`${JSON.stringify(out)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify({ ...facts, ...report })}\n`);
+  else process.stdout.write(`${formatBench(report)}\nload ${loadMs.toFixed(0)} ms, peak RSS ${facts.peakRssMiB} MiB, ${facts.threads} threads on ${facts.device.name}\n`);
   await model.dispose();
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      model: { type: 'string' },
+      'model-name': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'api-key': { type: 'string' },
+      'allowed-media-dir': { type: 'string' },
+      'allow-remote-media': { type: 'boolean' },
+      'remote-media-max-bytes': { type: 'string' },
+      'remote-media-timeout-ms': { type: 'string' },
+      'max-queue': { type: 'string' },
+      'max-concurrent': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'body-limit-bytes': { type: 'string' },
+      'cors-origin': { type: 'string', multiple: true },
+      'log-requests': { type: 'boolean' },
+      threads: { type: 'string' },
+      'context-size': { type: 'string' },
+      device: { type: 'string' },
+      'gpu-layers': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const model = await loadFromFlags(values);
+  const apiKey = values['api-key'] ?? (process.env.VIDEOLLAMA3_API_KEY || undefined);
+  const server = createServer(model, {
+    modelName: values['model-name'] ?? basename(resolve(values.model ?? '.')),
+    apiKey,
+    allowedMediaDir: values['allowed-media-dir'],
+    allowRemoteMedia: values['allow-remote-media'] ?? false,
+    remoteMediaMaxBytes: numeric(values['remote-media-max-bytes'], 'remote-media-max-bytes'),
+    remoteMediaTimeoutMs: numeric(values['remote-media-timeout-ms'], 'remote-media-timeout-ms'),
+    maxQueue: numeric(values['max-queue'], 'max-queue'),
+    maxConcurrent: numeric(values['max-concurrent'], 'max-concurrent'),
+    timeoutMs: numeric(values['timeout-ms'], 'timeout-ms'),
+    bodyLimitBytes: numeric(values['body-limit-bytes'], 'body-limit-bytes'),
+    corsOrigins: values['cors-origin'],
+    logRequests: values['log-requests'] ?? false,
+  });
+  const address = await server.listen({ host: values.host ?? '127.0.0.1', port: numeric(values.port, 'port') ?? 8080 });
+  process.stderr.write(
+    `videollama3: serving ${server.modelName} at ${address.url}/v1 (${model.info.device.name}${apiKey ? ', API key required' : ''}); Ctrl-C stops\n`,
+  );
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      process.stderr.write(`videollama3: ${signal} again, exiting without waiting\n`);
+      process.exit(130);
+    }
+    stopping = true;
+    process.stderr.write(`videollama3: ${signal}: finishing requests in flight (send it again to exit now)\n`);
+    server
+      .close()
+      .then(() => model.dispose())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          process.stderr.write(`videollama3: error while stopping: ${(err as Error)?.message ?? String(err)}\n`);
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 async function inspect(argv: string[]): Promise<void> {
@@ -275,8 +387,13 @@ async function main(): Promise<void> {
       return generate(rest);
     case 'encode':
       return encode(rest);
+    case 'serve':
+      return serve(rest);
     case 'bench':
       return bench(rest);
+    case 'pull':
+      process.exitCode = await pullCommand(rest);
+      return;
     case 'bench-matmul': {
       const { values } = parseArgs({
         args: rest,
