@@ -443,14 +443,21 @@ describe('OpenAI-compatible server', () => {
     expect(await metric(slow, 'videollama3_requests_finished_total{outcome="timeout"}')).toBe(2);
   });
 
-  it('under load: 16 streaming clients for ~5 s, then 24 against a queue of 8 (only 429s beyond it)', async () => {
+  // 60 s as the issue asks (VL3_LOAD_TEST_MS shortens it for a quick local run).
+  const loadMs = Number(process.env.VL3_LOAD_TEST_MS ?? 60_000);
+  it(`under load: 16 streaming clients for ${loadMs / 1000} s, then 64 against a queue of 16 (only 429s beyond it), RSS flat`, async () => {
     const prompts = ['alpha', 'beta', 'gamma', 'delta'];
     const expected = new Map<string, string>();
     for (const p of prompts) expected.set(p, (await model.complete(p, greedy(24))).text);
     const long = await model.complete('go on forever', greedy(400)); // long enough to keep 8 requests busy
     expect(long.finishReason).toBe('length');
-    const end = Date.now() + 5000;
+    const start = Date.now();
+    const end = start + loadMs;
     let streams = 0;
+    let rssEarly = 0;
+    const sampler = setInterval(() => {
+      if (rssEarly === 0 && Date.now() - start > loadMs / 3) rssEarly = process.memoryUsage().rss; // warmed up by then
+    }, 100);
     await Promise.all(
       Array.from({ length: 16 }, async (_, w) => {
         for (let i = 0; Date.now() < end; i++) {
@@ -461,11 +468,14 @@ describe('OpenAI-compatible server', () => {
         }
       }),
     );
+    clearInterval(sampler);
     expect(streams).toBeGreaterThanOrEqual(16);
+    expect(await metric(base, 'videollama3_requests_active')).toBe(0);
+    expect(process.memoryUsage().rss / rssEarly).toBeLessThan(1.15); // no growth with requests served
 
-    const { base: small } = await extraServer({ maxQueue: 8, maxConcurrent: 2 });
+    const { base: small } = await extraServer({ maxQueue: 16, maxConcurrent: 2 });
     const results = await Promise.all(
-      Array.from({ length: 24 }, async () => {
+      Array.from({ length: 64 }, async () => {
         const res = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'go on forever' }], max_tokens: 400, temperature: 0, stream: true }, { base: small });
         if (res.status === 429) {
           expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
@@ -478,12 +488,13 @@ describe('OpenAI-compatible server', () => {
     );
     const ok = results.filter((s) => s === 200).length;
     const rejected = results.filter((s) => s === 429).length;
-    expect(ok + rejected).toBe(24);
-    expect(ok).toBeGreaterThanOrEqual(8);
-    expect(rejected).toBeGreaterThan(0); // 16 unless some finished before the last arrived
+    expect(ok + rejected).toBe(64);
+    expect(ok).toBeGreaterThanOrEqual(16);
+    expect(rejected).toBeGreaterThan(0); // 48 unless some finished before the last arrived
     expect(await metric(small, 'videollama3_requests_finished_total{outcome="rejected"}')).toBe(rejected);
     expect(await metric(small, 'videollama3_queue_depth')).toBe(0);
-  });
+    expect(await metric(small, 'videollama3_requests_active')).toBe(0);
+  }, loadMs + 120_000);
 
   it('close() lets requests in flight finish, then stops', async () => {
     const { server: s, base: b } = await extraServer({});
