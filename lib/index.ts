@@ -19,6 +19,7 @@ export {
   type LoadModelOptions,
   type DisposeOptions,
   type ModelInfo,
+  type ModelStats,
   type ResponseFormat,
 } from './model';
 export {

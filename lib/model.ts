@@ -185,6 +185,16 @@ export interface ModelInfo {
   threads: number;
 }
 
+/** What {@link Model.stats} reports. */
+export interface ModelStats {
+  /** Public calls under way (generations, encodes, estimates), queued ones included. */
+  running: number;
+  /** Generations that hold a KV cache now (past their prompt's vision work). */
+  sequences: number;
+  /** Bytes of KV cache those generations hold. */
+  kvCacheBytes: number;
+}
+
 /** Options of {@link Model.dispose}. */
 export interface DisposeOptions {
   /**
@@ -312,6 +322,8 @@ export class Model {
   #disposed = false;
   /** Calls that have started and not settled, each with what cancels it. */
   readonly #running = new Map<Promise<unknown>, () => void>();
+  /** KV caches of the generations under way. */
+  readonly #sessions = new Set<NativeSession>();
   readonly #ffmpegPath: string | undefined;
   /** xgrammar's state for this model, made on the first structured-output request. */
   #structured: StructuredEngine | undefined;
@@ -798,6 +810,7 @@ export class Model {
 
     // 2. Session sized to the work: prompt + maxTokens, within the context size.
     const session = nm.createSession(Math.min(this.info.contextSize, promptTokens + maxTokens));
+    this.#sessions.add(session);
     setSession(session);
     const onAbort = (): void => session.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -908,7 +921,15 @@ export class Model {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       session.dispose(); // the KV cache (GPU memory on CUDA) goes now, not at garbage collection
+      this.#sessions.delete(session);
     }
+  }
+
+  /** What the model is doing now: calls under way and the KV-cache memory their generations hold. */
+  stats(): ModelStats {
+    let kvCacheBytes = 0;
+    for (const session of this.#sessions) kvCacheBytes += session.cacheBytes;
+    return { running: this.#running.size, sequences: this.#sessions.size, kvCacheBytes };
   }
 
   /**

@@ -202,10 +202,13 @@ describe('dispose() with work running', () => {
     const gen = m.generate({ text: 'Describe.', images: [IMAGE] }, { maxTokens: 400 });
     const it = gen[Symbol.asyncIterator]();
     await it.next(); // streaming
+    expect(m.stats().sequences).toBe(1);
+    expect(m.stats().kvCacheBytes).toBeGreaterThan(0);
     const early = m.complete({ text: 'Describe.', images: [IMAGE] }, { maxTokens: 400 }); // queued behind it
     const encoding = m.encode(IMAGE).then(() => undefined, (err: unknown) => err);
     await m.dispose({ running: 'cancel' });
     const r = await gen.result;
+    expect(m.stats()).toEqual({ running: 0, sequences: 0, kvCacheBytes: 0 });
     expect(r.finishReason).toBe('cancelled');
     expect(r.tokens.length).toBeLessThan(400);
     expect((await early).finishReason).toBe('cancelled');

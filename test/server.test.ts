@@ -494,6 +494,7 @@ describe('OpenAI-compatible server', () => {
     expect(await metric(small, 'videollama3_requests_finished_total{outcome="rejected"}')).toBe(rejected);
     expect(await metric(small, 'videollama3_queue_depth')).toBe(0);
     expect(await metric(small, 'videollama3_requests_active')).toBe(0);
+    expect(model.stats()).toEqual({ running: 0, sequences: 0, kvCacheBytes: 0 }); // every KV cache freed
   }, loadMs + 120_000);
 
   it('close() lets requests in flight finish, then stops', async () => {
